@@ -1,0 +1,43 @@
+package mlp_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelship/modelship/internal/mlp"
+)
+
+// Two well-separated clusters must be learnt perfectly; this fails if the gradient is wrong.
+func TestTrainLearnsASeparableProblem(t *testing.T) {
+	var x [][]float64
+	var y []int
+	for i := 0; i < 100; i++ {
+		v := float64(i%10) / 10
+		x = append(x, []float64{v, 8 + v}, []float64{8 + v, v})
+		y = append(y, 0, 1)
+	}
+	cfg := mlp.DefaultConfig()
+	cfg.Hidden, cfg.Epochs = 8, 20
+	n, err := mlp.Train(cfg, x, y, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, n.Accuracy(x, y))
+
+	again, err := mlp.Train(cfg, x, y, 2)
+	require.NoError(t, err)
+	assert.Equal(t, n.W1, again.W1, "same seed, same weights")
+}
+
+func TestTrainRejectsBadInput(t *testing.T) {
+	cfg := mlp.DefaultConfig()
+	_, err := mlp.Train(cfg, nil, nil, 2)
+	assert.ErrorContains(t, err, "0 rows")
+	_, err = mlp.Train(cfg, [][]float64{{1, 2}, {1}}, []int{0, 1}, 2)
+	assert.ErrorContains(t, err, "row 1 has 1 features")
+	_, err = mlp.Train(cfg, [][]float64{{1, 2}}, []int{5}, 2)
+	assert.ErrorContains(t, err, "label 5")
+	cfg.Epochs = 0
+	_, err = mlp.Train(cfg, [][]float64{{1, 2}}, []int{0}, 2)
+	assert.Error(t, err)
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds each pinned tool and test server once per machine into a folder named for its
+# version, and reuses it after. Sourced by scripts/test.sh; safe to run alone.
+set -euo pipefail
+
+MODELSHIP_CACHE="${MODELSHIP_CACHE:-$HOME/.cache/modelship}"
+TOOLS_DIR="$MODELSHIP_CACHE/tools"
+
+# name|module path with version|binary
+PINNED_TOOLS=(
+  "gotestsum|gotest.tools/gotestsum@v1.13.0|gotestsum"
+  "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|registry"
+  "minio|github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c|minio"
+)
+
+# tool_dir prints the versioned folder a pinned tool lives in.
+tool_dir() {
+  local spec=$1
+  local mod=${spec%@*} ver=${spec##*@}
+  echo "$TOOLS_DIR/$(basename "$mod")@$ver"
+}
+
+# install_tool builds one pinned tool unless its versioned folder already holds it.
+install_tool() {
+  local name=$1 spec=$2 bin=$3 dir
+  dir=$(tool_dir "$spec")
+  if [[ -x "$dir/$bin" ]]; then
+    return 0
+  fi
+  echo "tools: building $name ($spec) into $dir" >&2
+  local start=$SECONDS
+  mkdir -p "$dir.tmp"
+  GOBIN="$dir.tmp" CGO_ENABLED=0 go install "$spec"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  echo "tools: $name built in $((SECONDS - start))s" >&2
+}
+
+install_go_tools() {
+  local entry name spec bin
+  for entry in "${PINNED_TOOLS[@]}"; do
+    IFS='|' read -r name spec bin <<<"$entry"
+    install_tool "$name" "$spec" "$bin"
+    PATH="$(tool_dir "$spec"):$PATH"
+  done
+  export PATH
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  install_go_tools
+fi
