@@ -1,0 +1,143 @@
+// Command model-server serves one ONNX model over the Open Inference Protocol (KServe v2).
+//
+// Every flag has an environment variable of the same meaning (MODELSHIP_...); a flag given on
+// the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/modelship/modelship/internal/inference"
+	"github.com/modelship/modelship/serving"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type options struct {
+	modelPath, modelName, modelVersion, addr, logLevel string
+	maxBodyBytes                                       int64
+	maxBatch                                           int
+	shutdownTimeout                                    time.Duration
+	showVersion                                        bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	opts, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "model-server: %v\n", err)
+		return 2
+	}
+	if opts.showVersion {
+		fmt.Println(version)
+		return 0
+	}
+	logger, err := newLogger(opts.logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "model-server: %v\n", err)
+		return 2
+	}
+	if err := serve(opts, logger); err != nil {
+		logger.Error("model server stopped", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("model-server", flag.ContinueOnError)
+	o := &options{}
+	fs.StringVar(&o.modelPath, "model-path", env("MODELSHIP_MODEL_PATH", "/models/model.onnx"), "ONNX model file to serve (MODELSHIP_MODEL_PATH)")
+	fs.StringVar(&o.modelName, "model-name", env("MODELSHIP_MODEL_NAME", "digits"), "name the model is served under in /v2/models/{name} (MODELSHIP_MODEL_NAME)")
+	fs.StringVar(&o.modelVersion, "model-version", env("MODELSHIP_MODEL_VERSION", ""), "model version reported in metadata and responses (MODELSHIP_MODEL_VERSION)")
+	fs.StringVar(&o.addr, "addr", env("MODELSHIP_ADDR", ":8000"), "listen address (MODELSHIP_ADDR)")
+	fs.StringVar(&o.logLevel, "log-level", env("MODELSHIP_LOG_LEVEL", "info"), "debug, info, warn or error (MODELSHIP_LOG_LEVEL)")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", envInt("MODELSHIP_MAX_BODY_BYTES", serving.DefaultMaxBodyBytes), "largest inference request body in bytes (MODELSHIP_MAX_BODY_BYTES)")
+	fs.IntVar(&o.maxBatch, "max-batch", int(envInt("MODELSHIP_MAX_BATCH", serving.DefaultMaxBatch)), "most rows in one inference request (MODELSHIP_MAX_BATCH)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", serving.DefaultShutdownTimeout, "time in-flight requests get to finish after SIGTERM")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q; every setting is a flag (see -h)", fs.Args())
+	}
+	if o.maxBodyBytes <= 0 || o.maxBatch <= 0 {
+		return nil, errors.New("-max-body-bytes and -max-batch must be positive")
+	}
+	return o, nil
+}
+
+func env(key, fallback string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return fallback
+}
+
+func envInt(key string, fallback int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(key), 10, 64); err == nil {
+		return v
+	}
+	return fallback
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(o *options, logger *slog.Logger) error {
+	start := time.Now()
+	model, err := inference.Load(o.modelPath)
+	if err != nil {
+		return fmt.Errorf("load model (set -model-path or MODELSHIP_MODEL_PATH to an ONNX file at opset %d): %w", inference.SupportedOpset, err)
+	}
+	if o.modelVersion == "" {
+		o.modelVersion = model.Property("version")
+	}
+	logger.Info("model loaded", "path", o.modelPath, "name", o.modelName, "version", o.modelVersion,
+		"sha256", model.SHA256(), "features", model.Features(), "load_time", time.Since(start).String(), "server_version", version)
+	srv, err := serving.New(model, serving.Config{
+		ModelName: o.modelName, ModelVersion: o.modelVersion, ServerVersion: version,
+		MaxBodyBytes: o.maxBodyBytes, MaxBatch: o.maxBatch, ShutdownTimeout: o.shutdownTimeout, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set -addr or MODELSHIP_ADDR): %w", o.addr, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// Listen first so liveness answers during warm-up; readiness waits for it.
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	if err := srv.WarmUp(); err != nil {
+		stop()
+		<-errc
+		return err
+	}
+	return <-errc
+}

@@ -1,0 +1,302 @@
+// Package serving is the model server: the Open Inference Protocol (KServe v2) REST API over
+// one ONNX model, with Prometheus metrics, request limits and graceful shutdown.
+package serving
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelship/modelship/internal/inference"
+)
+
+// Defaults for Config's limits.
+const (
+	DefaultMaxBodyBytes    = 4 << 20
+	DefaultMaxBatch        = 1024
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Config is what a Server is built with.
+type Config struct {
+	ModelName       string
+	ModelVersion    string
+	ServerVersion   string        // this binary's version, reported by GET /v2
+	MaxBodyBytes    int64         // inference request bodies over this get 413
+	MaxBatch        int           // rows per request at most
+	ShutdownTimeout time.Duration // how long in-flight requests get after a stop signal
+	Logger          *slog.Logger
+}
+
+// Server serves one model.
+type Server struct {
+	cfg     Config
+	model   *inference.Model
+	spec    InputSpec
+	metrics *metrics
+	ready   atomic.Bool
+	handler http.Handler
+}
+
+// New wires the HTTP API around a loaded model. The server is not ready until WarmUp passes.
+func New(model *inference.Model, cfg Config) (*Server, error) {
+	if model == nil {
+		return nil, errors.New("serving: no model")
+	}
+	if cfg.ModelName == "" {
+		return nil, errors.New("serving: the model needs a name")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, model: model, metrics: newMetrics(cfg.ModelName, cfg.ModelVersion, model.SHA256())}
+	s.spec = InputSpec{Name: model.Input().Name, Features: model.Features(), MaxBatch: cfg.MaxBatch}
+	for _, o := range model.Outputs() {
+		s.spec.Outputs = append(s.spec.Outputs, o.Name)
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, name string, allowed string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.metrics.instrument(name, onlyMethod(allowed, h)))
+	}
+	handle("/v2/health/live", "live", http.MethodGet, s.live)
+	handle("/v2/health/ready", "ready", http.MethodGet, s.readyz)
+	handle("/v2", "server_metadata", http.MethodGet, s.serverMetadata)
+	handle("/v2/models/{name}", "model_metadata", http.MethodGet, s.modelMetadata)
+	handle("/v2/models/{name}/versions/{version}", "model_metadata", http.MethodGet, s.modelMetadata)
+	handle("/v2/models/{name}/ready", "model_ready", http.MethodGet, s.modelReady)
+	handle("/v2/models/{name}/versions/{version}/ready", "model_ready", http.MethodGet, s.modelReady)
+	handle("/v2/models/{name}/infer", "infer", http.MethodPost, s.infer)
+	handle("/v2/models/{name}/versions/{version}/infer", "infer", http.MethodPost, s.infer)
+	mux.Handle("/metrics", s.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s; see /v2/health/ready, /v2/models/%s and /v2/models/%s/infer", r.Method, r.URL.Path, s.cfg.ModelName, s.cfg.ModelName))
+	})
+	return mux
+}
+
+// onlyMethod answers other methods with a JSON 405, which ServeMux's own 405 is not.
+func onlyMethod(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// Handler is the whole HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ready reports whether the model has passed its warm-up and the server is not stopping.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// WarmUp runs one all-zero row through the model; only then does the server report ready.
+func (s *Server) WarmUp() error {
+	start := time.Now()
+	if _, err := s.model.Infer(1, make([]float32, s.model.Features())); err != nil {
+		return fmt.Errorf("warm-up inference on model %q: %w", s.cfg.ModelName, err)
+	}
+	s.setReady(true)
+	s.cfg.Logger.Info("model ready", "model", s.cfg.ModelName, "version", s.cfg.ModelVersion, "warmup", time.Since(start).String())
+	return nil
+}
+
+func (s *Server) setReady(v bool) {
+	s.ready.Store(v)
+	if v {
+		s.metrics.ready.Set(1)
+	} else {
+		s.metrics.ready.Set(0)
+	}
+}
+
+// Serve runs the API on ln until ctx is cancelled, then stops taking new work, lets in-flight
+// requests finish (up to ShutdownTimeout) and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.cfg.Logger.Info("listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.setReady(false)
+	s.cfg.Logger.Info("shutting down: finishing in-flight requests", "timeout", s.cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	s.cfg.Logger.Info("shutdown complete")
+	return nil
+}
+
+func (s *Server) live(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"live": true})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]bool{"ready": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ready": true})
+}
+
+func (s *Server) serverMetadata(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"name": "modelship", "version": s.cfg.ServerVersion, "extensions": []string{}})
+}
+
+// ModelMetadata is the body of GET /v2/models/{name}.
+type ModelMetadata struct {
+	Name     string                 `json:"name"`
+	Versions []string               `json:"versions,omitempty"`
+	Platform string                 `json:"platform"`
+	Inputs   []inference.TensorSpec `json:"inputs"`
+	Outputs  []inference.TensorSpec `json:"outputs"`
+	Params   map[string]string      `json:"parameters,omitempty"`
+}
+
+func (s *Server) modelMetadata(w http.ResponseWriter, r *http.Request) {
+	if !s.knownModel(w, r) {
+		return
+	}
+	meta := ModelMetadata{
+		Name: s.cfg.ModelName, Platform: "onnx",
+		Inputs: []inference.TensorSpec{s.model.Input()}, Outputs: s.model.Outputs(),
+		Params: map[string]string{"sha256": s.model.SHA256()},
+	}
+	if s.cfg.ModelVersion != "" {
+		meta.Versions = []string{s.cfg.ModelVersion}
+	}
+	if labels := s.model.Property("labels"); labels != "" {
+		meta.Params["labels"] = labels
+	}
+	writeJSON(w, http.StatusOK, meta)
+}
+
+func (s *Server) modelReady(w http.ResponseWriter, r *http.Request) {
+	if !s.knownModel(w, r) {
+		return
+	}
+	s.readyz(w, r)
+}
+
+// knownModel answers 404 unless the path names this server's model (and version, if given).
+func (s *Server) knownModel(w http.ResponseWriter, r *http.Request) bool {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	if name != s.cfg.ModelName {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q not found; this server serves %q", name, s.cfg.ModelName))
+		return false
+	}
+	if version != "" && version != s.cfg.ModelVersion {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("version %q of model %q not found; this server serves version %q", version, name, s.cfg.ModelVersion))
+		return false
+	}
+	return true
+}
+
+func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
+	if !s.knownModel(w, r) {
+		return
+	}
+	if !s.Ready() {
+		writeError(w, http.StatusServiceUnavailable, "the model is not ready yet; wait for /v2/health/ready")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.metrics.errors.WithLabelValues("too_large").Inc()
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes; send fewer rows per request", s.cfg.MaxBodyBytes))
+			return
+		}
+		s.metrics.errors.WithLabelValues("bad_request").Inc()
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("read request body: %v", err))
+		return
+	}
+	batch, err := DecodeInferRequest(body, s.spec)
+	if err != nil {
+		var reqErr *RequestError
+		if !errors.As(err, &reqErr) {
+			reqErr = &RequestError{Status: http.StatusBadRequest, Message: err.Error()}
+		}
+		reason := "bad_request"
+		if reqErr.Status == http.StatusRequestEntityTooLarge {
+			reason = "too_large"
+		}
+		s.metrics.errors.WithLabelValues(reason).Inc()
+		s.cfg.Logger.Debug("rejected inference request", "status", reqErr.Status, "error", reqErr.Message)
+		writeError(w, reqErr.Status, reqErr.Message)
+		return
+	}
+	start := time.Now()
+	outs, err := s.model.Infer(batch.Rows, batch.Data)
+	s.metrics.inference.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.metrics.errors.WithLabelValues("model_error").Inc()
+		s.cfg.Logger.Error("inference failed", "model", s.cfg.ModelName, "rows", batch.Rows, "error", err)
+		writeError(w, http.StatusInternalServerError, "inference failed; see the server log")
+		return
+	}
+	s.metrics.rows.Add(float64(batch.Rows))
+	resp := InferResponse{ModelName: s.cfg.ModelName, ModelVersion: s.cfg.ModelVersion, ID: batch.ID}
+	for _, o := range outs {
+		if len(batch.Outputs) > 0 && !slices.Contains(batch.Outputs, o.Name) {
+			continue
+		}
+		shape := make([]int64, len(o.Shape))
+		for i, d := range o.Shape {
+			shape[i] = int64(d)
+		}
+		resp.Outputs = append(resp.Outputs, ResponseOutput{Name: o.Name, Datatype: inference.DatatypeFP32, Shape: shape, Data: o.Data})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers with the body every client of this server can rely on: {"error": "..."}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": strings.TrimSpace(msg)})
+}
