@@ -9,8 +9,6 @@ TOOLS_DIR="$MODELSHIP_CACHE/tools"
 # name|module path with version|binary
 PINNED_TOOLS=(
   "gotestsum|gotest.tools/gotestsum@v1.13.0|gotestsum"
-  "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|registry"
-  "minio|github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c|minio"
 )
 
 # tool_dir prints the versioned folder a pinned tool lives in.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -30,6 +31,7 @@ type options struct {
 	maxBatch                                           int
 	shutdownTimeout                                    time.Duration
 	showVersion                                        bool
+	probeURL                                           string
 }
 
 func main() {
@@ -48,6 +50,9 @@ func run(args []string) int {
 	if opts.showVersion {
 		fmt.Println(version)
 		return 0
+	}
+	if opts.probeURL != "" {
+		return probe(opts.probeURL)
 	}
 	logger, err := newLogger(opts.logLevel)
 	if err != nil {
@@ -73,6 +78,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.maxBatch, "max-batch", int(envInt("MODELSHIP_MAX_BATCH", serving.DefaultMaxBatch)), "most rows in one inference request (MODELSHIP_MAX_BATCH)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", serving.DefaultShutdownTimeout, "time in-flight requests get to finish after SIGTERM")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.probeURL, "probe", "", "GET this URL, exit 0 on 200 and 1 otherwise (a HEALTHCHECK for images without curl)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -83,6 +89,21 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-max-body-bytes and -max-batch must be positive")
 	}
 	return o, nil
+}
+
+func probe(url string) int {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe %s: %v\n", url, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "probe %s: status %d\n", url, resp.StatusCode)
+		return 1
+	}
+	return 0
 }
 
 func env(key, fallback string) string {

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The one test command (README "Testing"). On a fresh Debian machine it installs what the tests
+# need, builds the pinned tools once per machine into $MODELSHIP_CACHE, starts a Docker engine
+# when none answers, and runs every test with JUnit output in test-results/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/tools.sh
+
+RESULTS_DIR="${RESULTS_DIR:-test-results}"
+FUZZTIME="${FUZZTIME:-15s}"
+required=()
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Debian packages: a Docker engine, a static busybox for the locally made Go base image, and
+# `file` to check it is static.
+install_debian_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  command -v file >/dev/null || missing+=(file)
+  [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || missing+=(busybox-static)
+  [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+  ((${#missing[@]} == 0)) && return 0
+  if [[ $(id -u) != 0 ]]; then
+    echo "test: not root, cannot install ${missing[*]}; tests that need them will skip and say so" >&2
+    return 0
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+docker_answers() {
+  timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# ensure_docker uses the engine DOCKER_HOST (or the default socket) names, or starts dockerd with
+# its data in the cache, so base images and build layers survive from one run to the next.
+DOCKERD_PID=""
+ensure_docker() {
+  if docker_answers; then
+    required+=(docker)
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null || [[ $(id -u) != 0 ]]; then
+    echo "test: no Docker engine and none can be started here; Docker tests will skip" >&2
+    return 0
+  fi
+  local run_dir data_dir
+  run_dir=$(mktemp -d /tmp/modelship-dockerd.XXXXXX)
+  data_dir="$MODELSHIP_CACHE/dockerd/$(dockerd --version | awk '{print $3}' | tr -d ,)"
+  mkdir -p "$data_dir"
+  log "starting dockerd (data in $data_dir)"
+  dockerd --host "unix://$run_dir/docker.sock" --data-root "$data_dir" --exec-root "$run_dir/exec" \
+    --pidfile "$run_dir/docker.pid" >"$run_dir/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  export DOCKER_HOST="unix://$run_dir/docker.sock"
+  for _ in $(seq 1 120); do
+    docker_answers && break
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      cat "$run_dir/dockerd.log" >&2
+      echo "test: dockerd exited at start" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+  docker_answers || { tail -20 "$run_dir/dockerd.log" >&2; echo "test: dockerd did not answer within 60s" >&2; exit 1; }
+  required+=(docker)
+  # Old build stages of earlier runs are dangling images; keep a day's worth for the cache.
+  docker image prune --force --filter until=24h >/dev/null || true
+}
+
+stop_docker() {
+  if [[ -n "$DOCKERD_PID" ]]; then
+    kill "$DOCKERD_PID" 2>/dev/null || true
+    wait "$DOCKERD_PID" 2>/dev/null || true
+  fi
+}
+trap stop_docker EXIT
+
+start=$SECONDS
+install_debian_packages
+log "building pinned tools into $TOOLS_DIR"
+install_go_tools
+ensure_docker
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
+export MODELSHIP_TEST_REQUIRE
+MODELSHIP_TEST_REQUIRE=$(IFS=,; echo "${required[*]}")
+log "set up in $((SECONDS - start))s; required parts: ${MODELSHIP_TEST_REQUIRE:-none}"
+
+log "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt wants changes in:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+log "tests (JUnit: $RESULTS_DIR/junit.xml)"
+mkdir -p "$RESULTS_DIR"
+gotestsum --junitfile "$RESULTS_DIR/junit.xml" --format testname -- -race -count=1 ./...
+
+log "fuzzing the inference request decoder for $FUZZTIME"
+go test -run '^$' -fuzz '^FuzzDecodeInferRequest$' -fuzztime "$FUZZTIME" ./serving
+
+log "all tests passed in $((SECONDS - start))s"
