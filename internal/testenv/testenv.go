@@ -108,6 +108,27 @@ func (p *Process) Exited() bool {
 // Start runs a command that dies with the test binary (Pdeathsig) and is stopped at cleanup.
 func Start(t testing.TB, name string, args []string, env []string) *Process {
 	t.Helper()
+	p := startDetached(t, name, args, env)
+	t.Cleanup(func() {
+		if !p.Exited() {
+			_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", filepath.Base(name), p.output.String())
+		}
+	})
+	return p
+}
+
+// startDetached runs a command that dies with the test binary but not with the test.
+func startDetached(t testing.TB, name string, args []string, env []string) *Process {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	buf := &syncBuffer{}
@@ -118,20 +139,6 @@ func Start(t testing.TB, name string, args []string, env []string) *Process {
 	}
 	p := &Process{Cmd: cmd, output: buf, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		if !p.Exited() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", filepath.Base(name), buf.String())
-		}
-	})
 	return p
 }
 
