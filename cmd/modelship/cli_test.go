@@ -1,0 +1,217 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+const gitSHA = "0123456789abcdef0123456789abcdef01234567"
+
+type cli struct {
+	bin string
+	env []string
+	srv *testenv.MinIOServer
+	t   *testing.T
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	srv := testenv.SharedMinIO(t)
+	cfg := srv.Config()
+	return &cli{bin: testenv.Binary(t, "./cmd/modelship"), srv: srv, t: t, env: []string{
+		"AWS_ENDPOINT_URL_S3=" + cfg.Endpoint, "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + cfg.AccessKey, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretKey,
+		"MODELSHIP_MODELS_BUCKET=" + srv.Bucket(t, "models"), "MODELSHIP_STATE_BUCKET=" + srv.Bucket(t, "state"),
+		"MODELSHIP_CACHE_DIR=" + filepath.Join(t.TempDir(), "cache"),
+	}}
+}
+
+// run executes the CLI and returns stdout+stderr and the exit code.
+func (c *cli) run(args ...string) (string, int) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return out.String(), exitErr.ExitCode()
+	}
+	require.NoError(c.t, err)
+	return out.String(), 0
+}
+
+func (c *cli) bucket(envKey string) string {
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, envKey+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestModelPushPullLs(t *testing.T) {
+	c := newCLI(t)
+	model := projectpath.Join(t, "models/digits-reference.onnx")
+	out, code := c.run("model", "push", model, "--name", "digits", "--version", "1.0.0", "--git-sha", gitSHA, "--metadata", "accuracy=0.9733", "--gzip")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "pushed digits@1.0.0")
+
+	out, code = c.run("model", "push", model, "--name", "digits", "--version", "1.0.0", "--git-sha", gitSHA)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "nothing uploaded")
+
+	out, code = c.run("model", "push", projectpath.Join(t, "models/digits-weak.onnx"), "--name", "digits", "--version", "1.0.0", "--git-sha", gitSHA)
+	assert.Equal(t, 5, code, "conflict: %s", out)
+	assert.Contains(t, out, "versions are immutable")
+
+	dest := filepath.Join(t.TempDir(), "model.onnx")
+	out, code = c.run("model", "pull", "--name", "digits", "--git-sha", gitSHA[:10], "-o", dest)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "downloaded")
+	want, _ := os.ReadFile(model)
+	got, err := os.ReadFile(dest)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	out, code = c.run("model", "pull", "--name", "digits", "-o", dest)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "cache hit, 0 bytes transferred")
+
+	out, code = c.run("model", "ls", "--name", "digits")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "1.0.0")
+	assert.Contains(t, out, "gzip")
+
+	out, code = c.run("--json", "model", "ls", "--name", "digits")
+	require.Equal(t, 0, code, out)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &list))
+	require.Len(t, list, 1)
+	assert.Equal(t, "0.9733", list[0]["metadata"].(map[string]any)["accuracy"])
+}
+
+func TestExitCodesNameWhatWentWrong(t *testing.T) {
+	c := newCLI(t)
+	model := projectpath.Join(t, "models/digits-reference.onnx")
+	out, code := c.run("model", "push", model, "--name", "digits", "--version", "1", "--git-sha", gitSHA)
+	require.Equal(t, 0, code, out)
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"missing flag", []string{"model", "pull"}, 2, `"name" not set`},
+		{"unknown command", []string{"modle"}, 2, "unknown command"},
+		{"bad name", []string{"model", "pull", "--name", "../etc"}, 2, "model name"},
+		{"bad sha", []string{"model", "push", model, "--name", "digits", "--version", "2", "--git-sha", "HEAD"}, 2, "full commit SHA"},
+		{"bad metadata", []string{"model", "push", model, "--name", "digits", "--version", "2", "--git-sha", gitSHA, "--metadata", "x"}, 2, "KEY=VALUE"},
+		{"unknown version", []string{"model", "pull", "--name", "digits", "--version", "9"}, 3, "not in s3://"},
+		{"unknown commit", []string{"model", "pull", "--name", "digits", "--git-sha", "fedcba9"}, 3, "no version"},
+		{"no state yet", []string{"state", "show", "--env", "production"}, 3, "never been deployed"},
+		{"bad env", []string{"state", "show", "--env", "Prod/../x"}, 2, "environment"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := c.run(tc.args...)
+			assert.Equal(t, tc.code, code, out)
+			assert.Contains(t, out, tc.want)
+		})
+	}
+
+	// Integrity: corrupt the stored artifact behind the CLI's back.
+	ctx := context.Background()
+	client := c.srv.Client(t)
+	bucket := c.bucket("MODELSHIP_MODELS_BUCKET")
+	for obj := range client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "digits/blobs/", Recursive: true}) {
+		require.NoError(t, obj.Err)
+		_, err := client.PutObject(ctx, bucket, obj.Key, strings.NewReader("tampered"), 8, minio.PutObjectOptions{})
+		require.NoError(t, err)
+	}
+	out, code = c.run("model", "pull", "--name", "digits", "--version", "1", "-o", filepath.Join(t.TempDir(), "m.onnx"))
+	assert.Equal(t, 4, code, out)
+	assert.Contains(t, out, "integrity check failed")
+}
+
+func TestStateShowHaltAndResume(t *testing.T) {
+	c := newCLI(t)
+	client := c.srv.Client(t)
+	store := deploystate.NewStore(client, c.bucket("MODELSHIP_STATE_BUCKET"))
+	ctx := context.Background()
+	d := deploystate.Deployment{GitSHA: gitSHA, Image: "127.0.0.1:5000/digits:" + gitSHA, ModelName: "digits", ModelVersion: "1", DeployedAt: time.Now().UTC()}
+	_, err := store.RecordDeploy(ctx, "production", d)
+	require.NoError(t, err)
+	for i := 0; i < 3; i++ {
+		_, err = store.AdmitRollback(ctx, "production", deploystate.Rollback{To: d, Reason: "gate failed"})
+	}
+	require.ErrorIs(t, err, deploystate.ErrHalted)
+
+	out, code := c.run("state", "show", "--env", "production")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "HALTED")
+	assert.Contains(t, out, "digits@1")
+
+	out, code = c.run("state", "resume", "--env", "production", "--by", "alice")
+	assert.Equal(t, 2, code, "resume needs a reason: %s", out)
+
+	out, code = c.run("state", "resume", "--env", "production", "--by", "alice", "--reason", "weak model removed")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "halt lifted by alice")
+
+	out, code = c.run("--json", "state", "show", "--env", "production")
+	require.Equal(t, 0, code, out)
+	var st deploystate.State
+	require.NoError(t, json.Unmarshal([]byte(out), &st))
+	assert.Nil(t, st.Halt)
+	require.Len(t, st.Resumes, 1)
+
+	// A corrupt state file is an integrity failure.
+	key := store.Key("production")
+	_, err = client.PutObject(ctx, store.Bucket(), key, strings.NewReader("{not json"), 9, minio.PutObjectOptions{})
+	require.NoError(t, err)
+	out, code = c.run("state", "show", "--env", "production")
+	assert.Equal(t, 4, code, out)
+	assert.Contains(t, out, "nothing was deployed from it")
+}
+
+func TestCredentialsAreNeverPrinted(t *testing.T) {
+	c := newCLI(t)
+	const secret = "sup3r-s3cret-never-print-me"
+	c.env = append(c.env, "AWS_SECRET_ACCESS_KEY="+secret)
+	out, code := c.run("model", "ls", "--name", "digits")
+	assert.NotEqual(t, 0, code, "a wrong secret is refused: %s", out)
+	assert.NotContains(t, out, secret)
+	out, _ = c.run("--help")
+	assert.NotContains(t, out, secret)
+	out, _ = c.run("--json", "model", "pull", "--name", "digits")
+	assert.NotContains(t, out, secret)
+}
+
+func TestUnreachableStorageHasItsOwnExitCode(t *testing.T) {
+	c := newCLI(t)
+	c.env = append(c.env, "AWS_ENDPOINT_URL_S3=http://"+testenv.FreeAddr(t))
+	out, code := c.run("state", "show", "--env", "production")
+	assert.Equal(t, 7, code, out)
+	assert.Contains(t, out, "storage unreachable")
+}

@@ -1,0 +1,134 @@
+// Command modelship is the CLI the pipeline containers run, and people too: the model registry
+// (push, pull, ls) and the deploy state (show, resume) on S3-compatible storage.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/registry"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, documented in --help and the README.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitNotFound    = 3
+	exitIntegrity   = 4
+	exitConflict    = 5
+	exitHalted      = 6
+	exitUnreachable = 7
+)
+
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure not covered below
+  2  usage error: a bad flag, name, version, SHA or environment
+  3  not found: no such model, version, commit or deploy state
+  4  integrity failure: sha256 mismatch, corrupt manifest or deploy_state.json
+  5  conflict: the version exists with other bytes, or the state kept changing
+  6  halted: the environment is halted; a person must run 'modelship state resume'
+  7  storage unreachable: the S3 endpoint did not answer`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string) int {
+	root := newRootCmd()
+	// Cobra checks arguments before the pre-run hook and required flags and flag groups after
+	// it; the hook checks those early, so any error before the command's own work is a usage error.
+	started := false
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return err
+		}
+		if err := cmd.ValidateFlagGroups(); err != nil {
+			return err
+		}
+		started = true
+		return nil
+	}
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !started {
+		err = usageError{err}
+	}
+	fmt.Fprintf(os.Stderr, "modelship: %v\n", err)
+	return exitCode(err)
+}
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+func exitCode(err error) int {
+	var usage usageError
+	switch {
+	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput):
+		return exitUsage
+	case errors.Is(err, deploystate.ErrHalted):
+		return exitHalted
+	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale):
+		return exitIntegrity
+	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, objstore.ErrNoSuchBucket), errors.Is(err, deploystate.ErrNoState):
+		return exitNotFound
+	case errors.Is(err, registry.ErrVersionExists), errors.Is(err, objstore.ErrConflict), errors.Is(err, registry.ErrAmbiguous):
+		return exitConflict
+	case errors.Is(err, objstore.ErrUnreachable):
+		return exitUnreachable
+	}
+	return exitFailure
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "modelship",
+		Short: "Ship AI models: registry and deploy state on S3-compatible storage",
+		Long: `modelship keeps model artifacts and deploy state on S3-compatible storage.
+
+S3 is configured the AWS way: AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), AWS_REGION,
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Credentials are read from the environment only
+and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS unless
+--s3-plain-http is given.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	g.register(root)
+	root.AddCommand(newModelCmd(g), newStateCmd(g))
+	return root
+}
+
+// requireArgs wraps cobra's argument checks so a wrong count is a usage error.
+func requireArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

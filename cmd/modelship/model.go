@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelship/modelship/internal/registry"
+)
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Push, pull and list model versions in the registry"}
+	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelLsCmd(g))
+	return cmd
+}
+
+func newModelPushCmd(g *globals) *cobra.Command {
+	var opts registry.PushOptions
+	var meta []string
+	cmd := &cobra.Command{
+		Use:   "push FILE --name NAME --version VERSION --git-sha SHA",
+		Short: "Store a model file as an immutable version",
+		Long: `Store a model file as NAME@VERSION, tagged with the git SHA it was built from.
+A version is written once: pushing the same bytes again does nothing, other bytes fail (exit 5).`,
+		Example: `  modelship model push models/digits-reference.onnx --name digits --version 1.0.0 \
+    --git-sha $(git rev-parse HEAD) --metadata accuracy=0.9733 --metadata framework=onnx --gzip`,
+		Args: requireArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			md, err := parseMetadata(meta)
+			if err != nil {
+				return err
+			}
+			opts.Metadata = md
+			reg, err := g.registry()
+			if err != nil {
+				return err
+			}
+			if err := reg.EnsureBucket(cmd.Context()); err != nil {
+				return err
+			}
+			start := time.Now()
+			res, err := reg.Push(cmd.Context(), args[0], opts)
+			if err != nil {
+				return err
+			}
+			if g.jsonOutput {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			m := res.Manifest
+			if res.AlreadyExisted {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s@%s already holds these bytes (sha256:%s); nothing uploaded\n", m.Name, m.Version, m.SHA256)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s@%s (git %s) sha256:%s, %d bytes, stored %s as %d bytes, %d bytes uploaded in %s\n",
+				m.Name, m.Version, short(m.GitSHA), m.SHA256, m.Size, m.Compression, m.StoredSize, res.BytesUploaded, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Name, "name", "", "model name (required)")
+	f.StringVar(&opts.Version, "version", "", "version to create (required; immutable)")
+	f.StringVar(&opts.GitSHA, "git-sha", "", "full commit SHA the model comes from (required)")
+	f.StringArrayVar(&meta, "metadata", nil, "KEY=VALUE to record with the version (repeatable)")
+	f.BoolVar(&opts.Gzip, "gzip", false, "store gzip-compressed (pull decompresses)")
+	for _, name := range []string{"name", "version", "git-sha"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func parseMetadata(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	md := map[string]string{}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Errorf("--metadata %q: want KEY=VALUE", p)}
+		}
+		md[k] = v
+	}
+	return md, nil
+}
+
+func newModelPullCmd(g *globals) *cobra.Command {
+	var ref registry.Ref
+	var out string
+	cmd := &cobra.Command{
+		Use:   "pull --name NAME [--version VERSION | --git-sha SHA] [-o FILE]",
+		Short: "Fetch a model version, verified by sha256, through the local cache",
+		Long: `Fetch NAME@VERSION (default: latest), or the newest version pushed from a git SHA (7+ digits).
+Every byte is checked against the sha256 recorded at push; a mismatch fails (exit 4) and writes
+nothing. A second pull of the same digest is served from the cache and transfers nothing.`,
+		Example: `  modelship model pull --name digits --git-sha $(git rev-parse HEAD) -o build/model.onnx`,
+		Args:    requireArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := g.registry()
+			if err != nil {
+				return err
+			}
+			if ref.Version == "" && ref.GitSHA == "" {
+				ref.Version = registry.Latest
+			}
+			start := time.Now()
+			res, err := reg.Pull(cmd.Context(), ref, out)
+			if err != nil {
+				return err
+			}
+			if g.jsonOutput {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			source := fmt.Sprintf("downloaded, %d bytes transferred", res.BytesDownloaded)
+			if res.CacheHit {
+				source = "cache hit, 0 bytes transferred"
+			}
+			m := res.Manifest
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s@%s (git %s) sha256:%s to %s: %s in %s\n",
+				m.Name, m.Version, short(m.GitSHA), m.SHA256, res.Path, source, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ref.Name, "name", "", "model name (required)")
+	f.StringVar(&ref.Version, "version", "", "version, or 'latest' (the default)")
+	f.StringVar(&ref.GitSHA, "git-sha", "", "commit SHA the version was pushed from (7+ hex digits)")
+	f.StringVarP(&out, "output", "o", "", "where to write the model (default: print the cache path)")
+	_ = cmd.MarkFlagRequired("name")
+	cmd.MarkFlagsMutuallyExclusive("version", "git-sha")
+	return cmd
+}
+
+func newModelLsCmd(g *globals) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "ls --name NAME",
+		Short: "List a model's versions, newest first",
+		Args:  requireArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reg, err := g.registry()
+			if err != nil {
+				return err
+			}
+			list, err := reg.List(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if g.jsonOutput {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "no versions of %s in s3://%s\n", name, reg.Bucket())
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tGIT SHA\tSHA256\tSIZE\tSTORED\tCREATED")
+			for _, m := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", m.Version, short(m.GitSHA), m.SHA256[:12], m.Size, m.Compression, m.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "model name (required)")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,263 @@
+// Package deploystate keeps deploy_state.json: what is live in an environment, what was live
+// before, the rollbacks, and the halt that stops the pipeline after too many of them. Every
+// write is a compare-and-swap on the object's ETag, so concurrent pipelines never lose updates,
+// and a file that fails validation is never acted on.
+package deploystate
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the deploy_state.json format this package reads and writes.
+const SchemaVersion = 1
+
+// Bounds on what a state file keeps.
+const (
+	MaxHistory   = 50
+	MaxRollbacks = 100
+	MaxResumes   = 50
+)
+
+// Rollback budget: more than RollbackBudget rollbacks within RollbackWindow halt the environment.
+const (
+	RollbackBudget = 2
+	RollbackWindow = time.Hour
+)
+
+// Errors a caller can tell apart with errors.Is.
+var (
+	ErrInvalidState = errors.New("invalid deploy state")
+	ErrNoState      = errors.New("no deploy state")
+	ErrHalted       = errors.New("environment halted")
+	ErrStale        = errors.New("deploy state is stale")
+	ErrInvalidInput = errors.New("invalid input")
+)
+
+// State is the content of one environment's deploy_state.json.
+type State struct {
+	SchemaVersion int          `json:"schema_version"`
+	Environment   string       `json:"environment"`
+	Current       *Deployment  `json:"current,omitempty"`
+	History       []Deployment `json:"history"`
+	Rollbacks     []Rollback   `json:"rollbacks"`
+	Halt          *Halt        `json:"halt,omitempty"`
+	Resumes       []Resume     `json:"resumes"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+}
+
+// Deployment is one version that went live.
+type Deployment struct {
+	GitSHA       string    `json:"git_sha"`
+	Image        string    `json:"image"`
+	ModelName    string    `json:"model_name"`
+	ModelVersion string    `json:"model_version"`
+	DeployedAt   time.Time `json:"deployed_at"`
+	PipelineRun  string    `json:"pipeline_run,omitempty"`
+	Target       string    `json:"target,omitempty"`
+	Evidence     string    `json:"evidence,omitempty"`
+}
+
+// Rollback is one rollback: when, from what, to what, and why.
+type Rollback struct {
+	At          time.Time   `json:"at"`
+	From        *Deployment `json:"from,omitempty"`
+	To          Deployment  `json:"to"`
+	Reason      string      `json:"reason"`
+	PipelineRun string      `json:"pipeline_run,omitempty"`
+}
+
+// Halt records why the environment stopped taking deploys and rollbacks.
+type Halt struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Resume records a person lifting a halt.
+type Resume struct {
+	At     time.Time `json:"at"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	Halt   Halt      `json:"halt"`
+}
+
+var (
+	envRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,62})$`)
+	shaRe = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+)
+
+// ValidateEnvironment checks an environment name before it becomes part of an object key.
+func ValidateEnvironment(env string) error {
+	if !envRe.MatchString(env) {
+		return fmt.Errorf("%w: environment %q: use 1-63 lower-case letters, digits, '-' or '_' (e.g. production)", ErrInvalidInput, env)
+	}
+	return nil
+}
+
+// New is the empty state of an environment that has never been deployed.
+func New(env string) *State {
+	return &State{SchemaVersion: SchemaVersion, Environment: env, History: []Deployment{}, Rollbacks: []Rollback{}, Resumes: []Resume{}}
+}
+
+// Validate checks everything a deploy or rollback would rely on.
+func (s *State) Validate(env string) error {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if s.SchemaVersion != SchemaVersion {
+		add("schema_version is %d; this modelship reads %d", s.SchemaVersion, SchemaVersion)
+	}
+	if s.Environment != env {
+		add("it belongs to environment %q, not %q", s.Environment, env)
+	}
+	if s.Current != nil {
+		if err := s.Current.Validate(); err != nil {
+			add("current: %v", err)
+		}
+	}
+	for i, d := range s.History {
+		if err := d.Validate(); err != nil {
+			add("history[%d]: %v", i, err)
+		}
+	}
+	for i, r := range s.Rollbacks {
+		if r.At.IsZero() {
+			add("rollbacks[%d]: at is missing", i)
+		}
+		if err := r.To.Validate(); err != nil {
+			add("rollbacks[%d].to: %v", i, err)
+		}
+	}
+	if s.Halt != nil && (s.Halt.At.IsZero() || s.Halt.Reason == "") {
+		add("halt needs at and reason")
+	}
+	if s.UpdatedAt.IsZero() {
+		add("updated_at is missing")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidState, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Validate checks one deployment record.
+func (d Deployment) Validate() error {
+	var problems []string
+	if !shaRe.MatchString(d.GitSHA) {
+		problems = append(problems, fmt.Sprintf("git_sha %q is not a full commit SHA", d.GitSHA))
+	}
+	if d.Image == "" || strings.ContainsAny(d.Image, " \t\n") {
+		problems = append(problems, fmt.Sprintf("image %q is not an image reference", d.Image))
+	}
+	if d.ModelName == "" || d.ModelVersion == "" {
+		problems = append(problems, "model_name and model_version are required")
+	}
+	if d.DeployedAt.IsZero() {
+		problems = append(problems, "deployed_at is missing")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+// RecordDeploy makes d the current deployment and moves the old one into history.
+func (s *State) RecordDeploy(d Deployment) error {
+	if s.Halt != nil {
+		return s.haltedErr()
+	}
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: deployment: %v", ErrInvalidInput, err)
+	}
+	if s.Current != nil {
+		s.History = append([]Deployment{*s.Current}, s.History...)
+		if len(s.History) > MaxHistory {
+			s.History = s.History[:MaxHistory]
+		}
+	}
+	s.Current = &d
+	return nil
+}
+
+// RollbacksSince counts the recorded rollbacks at or after t.
+func (s *State) RollbacksSince(t time.Time) int {
+	n := 0
+	for _, r := range s.Rollbacks {
+		if !r.At.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// Previous is the deployment to go back to: the newest in history that differs from the
+// current image. ok is false when there is nothing to go back to.
+func (s *State) Previous() (Deployment, bool) {
+	for _, d := range s.History {
+		if s.Current == nil || d.Image != s.Current.Image {
+			return d, true
+		}
+	}
+	return Deployment{}, false
+}
+
+// AdmitRollback applies the rollback budget at time now. Within budget, it records rb and
+// returns nil. Over budget, it halts the environment (recording why) and returns ErrHalted;
+// the caller must still save the state so the halt sticks. Already halted: ErrHalted, no change.
+func (s *State) AdmitRollback(rb Rollback, now time.Time) error {
+	if s.Halt != nil {
+		return s.haltedErr()
+	}
+	if err := rb.To.Validate(); err != nil {
+		return fmt.Errorf("%w: rollback target: %v", ErrInvalidInput, err)
+	}
+	if rb.Reason == "" {
+		return fmt.Errorf("%w: a rollback needs a reason", ErrInvalidInput)
+	}
+	recent := s.RollbacksSince(s.budgetStart(now))
+	if recent >= RollbackBudget {
+		s.Halt = &Halt{At: now, Reason: fmt.Sprintf("rollback %d within %s refused (budget %d): %s", recent+1, RollbackWindow, RollbackBudget, rb.Reason)}
+		return s.haltedErr()
+	}
+	if rb.At.IsZero() {
+		rb.At = now
+	}
+	s.Rollbacks = append(s.Rollbacks, rb)
+	if len(s.Rollbacks) > MaxRollbacks {
+		s.Rollbacks = s.Rollbacks[len(s.Rollbacks)-MaxRollbacks:]
+	}
+	return nil
+}
+
+// budgetStart is where the rollback window begins: an hour ago, or the last resume if later,
+// since a person who resumed has dealt with the rollbacks before it.
+func (s *State) budgetStart(now time.Time) time.Time {
+	start := now.Add(-RollbackWindow)
+	if n := len(s.Resumes); n > 0 && s.Resumes[n-1].At.After(start) {
+		start = s.Resumes[n-1].At
+	}
+	return start
+}
+
+// Resume lifts a halt; it is logged with who and why.
+func (s *State) Resume(by, reason string, now time.Time) error {
+	if s.Halt == nil {
+		return fmt.Errorf("%w: environment %s is not halted; nothing to resume", ErrInvalidInput, s.Environment)
+	}
+	if strings.TrimSpace(by) == "" || strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("%w: resuming needs who (--by) and why (--reason)", ErrInvalidInput)
+	}
+	s.Resumes = append(s.Resumes, Resume{At: now, By: by, Reason: reason, Halt: *s.Halt})
+	if len(s.Resumes) > MaxResumes {
+		s.Resumes = s.Resumes[len(s.Resumes)-MaxResumes:]
+	}
+	s.Halt = nil
+	return nil
+}
+
+func (s *State) haltedErr() error {
+	return fmt.Errorf("%w: %s is halted since %s: %s; a person must run `modelship state resume --env %s --by NAME --reason WHY`",
+		ErrHalted, s.Environment, s.Halt.At.Format(time.RFC3339), s.Halt.Reason, s.Environment)
+}

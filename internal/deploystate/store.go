@@ -1,0 +1,212 @@
+package deploystate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/modelship/modelship/internal/objstore"
+)
+
+// FileName is the object name of the state in each environment's folder.
+const FileName = "deploy_state.json"
+
+// maxAttempts bounds the compare-and-swap retries of one Update; with the capped backoff
+// below, a writer keeps trying for several seconds against a crowd of others.
+const maxAttempts = 100
+
+// ErrConflict is returned when an update kept losing the compare-and-swap race.
+var ErrConflict = objstore.ErrConflict
+
+// Store reads and writes deploy_state.json files in one bucket.
+type Store struct {
+	client *minio.Client
+	bucket string
+	now    func() time.Time
+}
+
+// NewStore returns a store over client; bucket defaults to "deploy-state".
+func NewStore(client *minio.Client, bucket string) *Store {
+	if bucket == "" {
+		bucket = "deploy-state"
+	}
+	return &Store{client: client, bucket: bucket, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// WithClock returns a copy of the store that reads the time from now (for tests and replays).
+func (s *Store) WithClock(now func() time.Time) *Store {
+	c := *s
+	c.now = now
+	return &c
+}
+
+// Bucket is where the state files live.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Key is the object key of an environment's state.
+func (s *Store) Key(env string) string { return path.Join(env, FileName) }
+
+// EnsureBucket creates the bucket when missing and turns versioning on where the server has it,
+// so every earlier state can be read back.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	return objstore.EnsureBucket(ctx, s.client, s.bucket, true)
+}
+
+// LoadOptions tune a read.
+type LoadOptions struct {
+	// MaxAge refuses a state last written longer ago than this (the guide's stale-state guard);
+	// zero turns the check off.
+	MaxAge time.Duration
+}
+
+// Load reads and validates an environment's state. A missing file is ErrNoState.
+func (s *Store) Load(ctx context.Context, env string, opts LoadOptions) (*State, error) {
+	st, _, err := s.load(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MaxAge > 0 {
+		if age := s.now().Sub(st.UpdatedAt); age > opts.MaxAge {
+			return nil, fmt.Errorf("%w: s3://%s/%s was last written %s ago (at %s), over the allowed %s; check the bucket and environment, or raise --max-state-age",
+				ErrStale, s.bucket, s.Key(env), age.Round(time.Second), st.UpdatedAt.Format(time.RFC3339), opts.MaxAge)
+		}
+	}
+	return st, nil
+}
+
+// load returns the state and its ETag ("" with ErrNoState when there is none).
+func (s *Store) load(ctx context.Context, env string) (*State, string, error) {
+	if err := ValidateEnvironment(env); err != nil {
+		return nil, "", err
+	}
+	key := s.Key(env)
+	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
+	}
+	defer obj.Close()
+	info, err := obj.Stat()
+	if err != nil {
+		err = objstore.Classify(err)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", ErrNoState, s.bucket, key, env)
+		}
+		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(obj, 16<<20))
+	if err != nil {
+		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
+	}
+	st, err := Decode(raw, env)
+	if err != nil {
+		return nil, "", fmt.Errorf("s3://%s/%s: %w; nothing was deployed from it — fix the file or restore an earlier version of it (the bucket is versioned)", s.bucket, key, err)
+	}
+	return st, info.ETag, nil
+}
+
+// Decode parses and validates a state file's bytes for env.
+func Decode(raw []byte, env string) (*State, error) {
+	var st State
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("%w: not valid deploy_state.json: %v", ErrInvalidState, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalidState)
+	}
+	if err := st.Validate(env); err != nil {
+		return nil, err
+	}
+	if st.History == nil {
+		st.History = []Deployment{}
+	}
+	if st.Rollbacks == nil {
+		st.Rollbacks = []Rollback{}
+	}
+	if st.Resumes == nil {
+		st.Resumes = []Resume{}
+	}
+	return &st, nil
+}
+
+// Update applies change to the environment's state (a new State when none exists) and writes it
+// back with a compare-and-swap, retrying on a lost race with the freshly read state. change may
+// be called several times. If change returns an error the state is not written — except that a
+// change may return ErrHalted after halting the state, and that halt is written before the
+// ErrHalted is returned, so it sticks.
+func (s *Store) Update(ctx context.Context, env string, change func(*State) error) (*State, error) {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		st, etag, err := s.load(ctx, env)
+		if errors.Is(err, ErrNoState) {
+			st, etag = New(env), ""
+		} else if err != nil {
+			return nil, err
+		}
+		wasHalted := st.Halt != nil
+		changeErr := change(st)
+		if changeErr != nil && !(errors.Is(changeErr, ErrHalted) && !wasHalted && st.Halt != nil) {
+			return nil, changeErr
+		}
+		st.UpdatedAt = s.now()
+		if err := st.Validate(env); err != nil {
+			return nil, fmt.Errorf("refusing to write environment %s: %w", env, err)
+		}
+		err = s.put(ctx, env, st, etag)
+		if errors.Is(err, objstore.ErrConflict) {
+			// Someone else wrote first: back off a little and redo the change on their state.
+			time.Sleep(time.Duration(1+rand.IntN(min(5*(attempt+1), 100))) * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if changeErr != nil {
+			return st, changeErr
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("%w: s3://%s/%s changed under %d attempts in a row; try again", ErrConflict, s.bucket, s.Key(env), maxAttempts)
+}
+
+func (s *Store) put(ctx context.Context, env string, st *State, etag string) error {
+	body, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode deploy state of %s: %w", env, err)
+	}
+	body = append(body, '\n')
+	opts := minio.PutObjectOptions{ContentType: "application/json"}
+	if etag == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(etag)
+	}
+	key := s.Key(env)
+	if _, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)), opts); err != nil {
+		return fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
+	}
+	return nil
+}
+
+// Resume lifts the halt of env.
+func (s *Store) Resume(ctx context.Context, env, by, reason string) (*State, error) {
+	return s.Update(ctx, env, func(st *State) error { return st.Resume(by, reason, s.now()) })
+}
+
+// AdmitRollback records a rollback within budget, or halts env and returns ErrHalted.
+func (s *Store) AdmitRollback(ctx context.Context, env string, rb Rollback) (*State, error) {
+	return s.Update(ctx, env, func(st *State) error { return st.AdmitRollback(rb, s.now()) })
+}
+
+// RecordDeploy makes d the live deployment of env.
+func (s *Store) RecordDeploy(ctx context.Context, env string, d Deployment) (*State, error) {
+	return s.Update(ctx, env, func(st *State) error { return st.RecordDeploy(d) })
+}
