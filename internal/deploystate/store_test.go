@@ -210,7 +210,9 @@ func TestCorruptOrForeignStateIsNeverActedOn(t *testing.T) {
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput)
 }
 
-func replace(s, old, new string) string { return string(bytes.Replace([]byte(s), []byte(old), []byte(new), 1)) }
+func replace(s, old, new string) string {
+	return string(bytes.Replace([]byte(s), []byte(old), []byte(new), 1))
+}
 
 func TestStaleStateGuardIsOptIn(t *testing.T) {
 	store, _, clk := newStore(t)
