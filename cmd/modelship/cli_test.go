@@ -3,12 +3,14 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,4 +216,33 @@ func TestUnreachableStorageHasItsOwnExitCode(t *testing.T) {
 	out, code := c.run("state", "show", "--env", "production")
 	assert.Equal(t, 7, code, out)
 	assert.Contains(t, out, "storage unreachable")
+}
+
+// Large artifacts stream: the CLI's peak memory stays far below the artifact's size.
+func TestLargeArtifactsStreamInBoundedMemory(t *testing.T) {
+	c := newCLI(t)
+	const size = 192 << 20
+	src := filepath.Join(t.TempDir(), "big.bin")
+	f, err := os.Create(src)
+	require.NoError(t, err)
+	chunk := make([]byte, 1<<20)
+	for i := 0; i < size>>20; i++ {
+		_, _ = rand.Read(chunk)
+		_, err := f.Write(chunk)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+
+	for _, args := range [][]string{
+		{"model", "push", src, "--name", "big", "--version", "1", "--git-sha", gitSHA},
+		{"model", "pull", "--name", "big", "--version", "1", "-o", filepath.Join(t.TempDir(), "big.bin")},
+	} {
+		cmd := exec.Command(c.bin, args...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		maxRSS := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+		t.Logf("%s %s: peak RSS %d MiB for a %d MiB artifact", args[0], args[1], maxRSS>>20, size>>20)
+		assert.Less(t, maxRSS, int64(size/2), "%s %s must stream, not buffer the artifact", args[0], args[1])
+	}
 }
