@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/quality"
 	"github.com/modelship/modelship/internal/registry"
 )
 
@@ -37,7 +38,7 @@ const exitCodesHelp = `Exit codes:
   1  failure not covered below
   2  usage error: a bad flag, name, version, SHA or environment
   3  not found: no such model, version, commit or deploy state
-  4  integrity failure: sha256 mismatch, corrupt manifest or deploy_state.json
+  4  integrity failure: sha256 mismatch, corrupt manifest, deploy_state.json or baseline
   5  conflict: the version exists with other bytes, or the state kept changing
   6  halted: the environment is halted; a person must run 'modelship state resume'
   7  storage unreachable: the S3 endpoint did not answer`
@@ -88,7 +89,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
-	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale):
+	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale),
+		errors.Is(err, quality.ErrInvalidBaseline):
 		return exitIntegrity
 	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, objstore.ErrNoSuchBucket), errors.Is(err, deploystate.ErrNoState):
 		return exitNotFound
@@ -119,7 +121,7 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.register(root)
-	root.AddCommand(newModelCmd(g), newStateCmd(g))
+	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g))
 	return root
 }
 

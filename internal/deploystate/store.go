@@ -87,6 +87,18 @@ func (s *Store) load(ctx context.Context, env string) (*State, string, error) {
 	if err := ValidateEnvironment(env); err != nil {
 		return nil, "", err
 	}
+	// minio-go pins the reads of one object to its first ETag (If-Match), so an object replaced
+	// mid-read answers 412; that is a read to redo, not a conflict to report.
+	for attempt := 0; ; attempt++ {
+		st, etag, err := s.loadOnce(ctx, env)
+		if errors.Is(err, objstore.ErrConflict) && attempt < maxAttempts {
+			continue
+		}
+		return st, etag, err
+	}
+}
+
+func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error) {
 	key := s.Key(env)
 	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {

@@ -6,10 +6,9 @@ package reference
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 
+	"github.com/modelship/modelship/internal/atomicfile"
 	"github.com/modelship/modelship/internal/dataset"
 	"github.com/modelship/modelship/internal/mlp"
 )
@@ -88,7 +87,7 @@ func Generate(opts Options) (*Report, error) {
 		return nil, fmt.Errorf("export weak model: %w", err)
 	}
 	for path, data := range map[string][]byte{opts.FixturePath: fixtureBytes, opts.ModelPath: refBytes, opts.WeakModelPath: weakBytes} {
-		if err := writeAtomic(path, data); err != nil {
+		if err := atomicfile.Write(path, data); err != nil {
 			return nil, err
 		}
 	}
@@ -112,30 +111,4 @@ func modelProps(variant string, accuracy float64) map[string]string {
 		"labels":              "0,1,2,3,4,5,6,7,8,9",
 		"validation_accuracy": strconv.FormatFloat(accuracy, 'f', 4, 64),
 	}
-}
-
-// writeAtomic replaces path only once the whole file is written.
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create folder for %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

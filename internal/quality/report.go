@@ -1,0 +1,184 @@
+package quality
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/modelship/modelship/internal/atomicfile"
+)
+
+// Report file names in the report folder.
+const (
+	ReportJSON       = "quality-report.json"
+	ReportMarkdown   = "quality-report.md"
+	LatencyChart     = "latency-histogram.svg"
+	ConfusionChart   = "confusion-matrix.svg"
+	JUnitFile        = "test-results.xml"
+	reportSchemaVers = 1
+)
+
+// ModelIdentity says which model was gated.
+type ModelIdentity struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	GitSHA  string `json:"git_sha,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Source  string `json:"source"` // where it came from: s3://..., a file, or a server URL
+}
+
+// Label is name@version, or name and its source when it has no version.
+func (m ModelIdentity) Label() string {
+	if m.Version != "" {
+		return m.Name + "@" + m.Version
+	}
+	return m.Name + " (" + m.Source + ")"
+}
+
+// Report is everything the gate found, written even when the gate fails or cannot run.
+type Report struct {
+	SchemaVersion int           `json:"schema_version"`
+	Passed        bool          `json:"passed"`
+	Error         string        `json:"error,omitempty"` // why the gate could not evaluate at all
+	Model         ModelIdentity `json:"model"`
+	Fixture       string        `json:"fixture"`
+	Metrics       Metrics       `json:"metrics"`
+	Checks        []Check       `json:"checks"`
+	Baseline      *Baseline     `json:"baseline,omitempty"`
+	Confusion     [][]int       `json:"confusion_matrix,omitempty"`
+	LatenciesMS   []float64     `json:"latencies_ms,omitempty"`
+	StartedAt     time.Time     `json:"started_at"`
+	DurationMS    float64       `json:"duration_ms"`
+}
+
+// NewReport builds the report of a finished evaluation.
+func NewReport(model ModelIdentity, fixture string, b *Baseline, ev *Evaluation, started time.Time) *Report {
+	r := &Report{SchemaVersion: reportSchemaVers, Model: model, Fixture: fixture, Baseline: b, StartedAt: started.UTC()}
+	r.Metrics = ev.Metrics()
+	r.Checks = Checks(r.Metrics, b)
+	r.Confusion = ev.Confusion
+	for _, d := range ev.Latencies {
+		r.LatenciesMS = append(r.LatenciesMS, ms(d))
+	}
+	r.Passed = len(failed(r.Checks)) == 0
+	r.DurationMS = ms(time.Since(started))
+	return r
+}
+
+// FailedReport records a gate that could not evaluate (missing fixtures, no model, no server).
+func FailedReport(model ModelIdentity, fixture string, b *Baseline, err error, started time.Time) *Report {
+	return &Report{SchemaVersion: reportSchemaVers, Model: model, Fixture: fixture, Baseline: b, Error: err.Error(),
+		StartedAt: started.UTC(), DurationMS: ms(time.Since(started))}
+}
+
+// FailureSummary says in one line why the gate failed ("" when it passed).
+func (r *Report) FailureSummary() string {
+	if r.Error != "" {
+		return r.Error
+	}
+	return joinOr(failed(r.Checks), "")
+}
+
+// ReadReport reads a quality-report.json.
+func ReadReport(path string) (*Report, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read quality report %s: %w", path, err)
+	}
+	var r Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, fmt.Errorf("quality report %s is not valid JSON: %w", path, err)
+	}
+	if r.SchemaVersion != reportSchemaVers {
+		return nil, fmt.Errorf("quality report %s has schema_version %d; want %d", path, r.SchemaVersion, reportSchemaVers)
+	}
+	return &r, nil
+}
+
+// Write puts the JSON and Markdown reports and the two charts in dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create report folder %s: %w", dir, err)
+	}
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode quality report: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, ReportJSON), append(raw, '\n')); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, ReportMarkdown), []byte(r.Markdown())); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return nil
+	}
+	if err := writeLatencyChart(filepath.Join(dir, LatencyChart), r); err != nil {
+		return fmt.Errorf("draw %s: %w", LatencyChart, err)
+	}
+	if err := writeConfusionChart(filepath.Join(dir, ConfusionChart), r.Confusion); err != nil {
+		return fmt.Errorf("draw %s: %w", ConfusionChart, err)
+	}
+	return nil
+}
+
+// Markdown is the report as a table, fit for a GitHub step summary or a merge request comment.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	verdict := "✅ passed"
+	if !r.Passed {
+		verdict = "❌ failed"
+	}
+	fmt.Fprintf(&b, "## Quality gate %s: %s\n\n", verdict, r.Model.Label())
+	fmt.Fprintf(&b, "Model source: `%s`", r.Model.Source)
+	if r.Model.GitSHA != "" {
+		fmt.Fprintf(&b, " · git `%s`", r.Model.GitSHA)
+	}
+	if r.Model.SHA256 != "" {
+		fmt.Fprintf(&b, " · sha256 `%.12s`", r.Model.SHA256)
+	}
+	fmt.Fprintf(&b, "  \nFixtures: `%s` (%d samples) · %s · took %.1f s\n\n", r.Fixture, r.Metrics.Samples, r.StartedAt.Format(time.RFC3339), r.DurationMS/1000)
+	if r.Error != "" {
+		fmt.Fprintf(&b, "**The gate could not evaluate the model:** %s\n", r.Error)
+		return b.String()
+	}
+	var prod *Production
+	if r.Baseline != nil {
+		prod = r.Baseline.Production
+	}
+	b.WriteString("| check | candidate | limit | production | Δ vs production | result |\n|---|---|---|---|---|---|\n")
+	for _, c := range r.Checks {
+		prodCell, delta := "–", "–"
+		if prod != nil {
+			switch c.Name {
+			case "accuracy", "accuracy_vs_production":
+				prodCell, delta = fmt.Sprintf("%.4f", prod.Accuracy), fmt.Sprintf("%+.4f", c.Value-prod.Accuracy)
+			case "p95_latency_ms":
+				prodCell, delta = fmt.Sprintf("%.3f ms", prod.P95LatencyMS), fmt.Sprintf("%+.3f ms", c.Value-prod.P95LatencyMS)
+			}
+		}
+		value, limit := fmt.Sprintf("%.4f", c.Value), fmt.Sprintf("%s %.4f", c.Op, c.Threshold)
+		if strings.HasSuffix(c.Name, "_ms") {
+			value, limit = fmt.Sprintf("%.3f ms", c.Value), fmt.Sprintf("%s %.0f ms", c.Op, c.Threshold)
+		}
+		result := "✅"
+		if !c.Passed {
+			result = "❌ " + c.Message
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", c.Name, value, limit, prodCell, delta, result)
+	}
+	m := r.Metrics
+	fmt.Fprintf(&b, "\nLatency per request at the client, after warm-up: p50 %.3f ms · p95 %.3f ms · p99 %.3f ms · max %.3f ms.\n\n", m.P50LatencyMS, m.P95LatencyMS, m.P99LatencyMS, m.MaxLatencyMS)
+	b.WriteString("Recall per class: ")
+	for c, rec := range m.PerClassRecall {
+		if c > 0 {
+			b.WriteString(" · ")
+		}
+		fmt.Fprintf(&b, "%d: %.3f", c, rec)
+	}
+	fmt.Fprintf(&b, "\n\nCharts: `%s`, `%s`.\n", LatencyChart, ConfusionChart)
+	return b.String()
+}
