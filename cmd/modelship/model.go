@@ -56,8 +56,12 @@ A version is written once: pushing the same bytes again does nothing, other byte
 				fmt.Fprintf(cmd.OutOrStdout(), "%s@%s already holds these bytes (sha256:%s); nothing uploaded\n", m.Name, m.Version, m.SHA256)
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s@%s (git %s) sha256:%s, %d bytes, stored %s as %d bytes, %d bytes uploaded in %s\n",
-				m.Name, m.Version, short(m.GitSHA), m.SHA256, m.Size, m.Compression, m.StoredSize, res.BytesUploaded, time.Since(start).Round(time.Millisecond))
+			stored := "uncompressed"
+			if m.Compression == "gzip" {
+				stored = fmt.Sprintf("gzip'd to %d bytes", m.StoredSize)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s@%s (git %s) sha256:%s, %d bytes stored %s, %d bytes uploaded in %s\n",
+				m.Name, m.Version, short(m.GitSHA), m.SHA256, m.Size, stored, res.BytesUploaded, time.Since(start).Round(time.Millisecond))
 			return nil
 		},
 	}
