@@ -82,7 +82,7 @@ start=$SECONDS
 install_debian_packages
 log "building pinned tools into $TOOLS_DIR"
 install_go_tools
-required+=(minio gotestsum)
+required+=(minio registry gotestsum)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
 export MODELSHIP_TEST_REQUIRE

@@ -10,6 +10,7 @@ TOOLS_DIR="$MODELSHIP_CACHE/tools"
 PINNED_TOOLS=(
   "gotestsum|gotest.tools/gotestsum@v1.13.0|gotestsum"
   "minio|github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c|minio"
+  "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|registry"
 )
 
 # tool_dir prints the versioned folder a pinned tool lives in.

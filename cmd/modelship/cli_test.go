@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -245,4 +247,53 @@ func TestLargeArtifactsStreamInBoundedMemory(t *testing.T) {
 		t.Logf("%s %s: peak RSS %d MiB for a %d MiB artifact", args[0], args[1], maxRSS>>20, size>>20)
 		assert.Less(t, maxRSS, int64(size/2), "%s %s must stream, not buffer the artifact", args[0], args[1])
 	}
+}
+
+// The deploy and rollback commands against a real Docker engine, registry and MinIO.
+func TestDeployAndRollbackCommands(t *testing.T) {
+	docker := testenv.Docker(t)
+	reg := testenv.SharedRegistry(t)
+	bases := testenv.EnsureBaseImages(t, docker)
+	c := newCLI(t)
+	ref := reg.Addr + "/digits:" + gitSHA
+	testenv.BuildServerImage(t, docker, bases, testenv.BuildOptions{Tag: ref, ModelFile: "models/digits-reference.onnx",
+		BuildArgs: map[string]string{"MODEL_VERSION": "1", "REVISION": gitSHA}})
+	testenv.Push(t, docker, ref)
+	publish := testenv.FreeAddr(t)
+	env := "cli-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))[:20]
+	t.Cleanup(func() {
+		list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", "dev.modelship.environment="+env))})
+		for _, ct := range list {
+			_ = docker.ContainerRemove(context.Background(), ct.ID, container.RemoveOptions{Force: true})
+		}
+	})
+	common := []string{"--env", env, "--publish", publish, "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
+	deployArgs := append([]string{"deploy", "--image", ref, "--model-version", "1", "--git-sha", gitSHA}, common...)
+
+	out, code := c.run(append(deployArgs, "--branch", "feature/x")...)
+	assert.Equal(t, 8, code, out)
+
+	out, code = c.run(append(deployArgs, "--branch", "main")...)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "deployed "+reg.Addr+"/digits@sha256:")
+	assert.Contains(t, out, "steps: pull")
+
+	for i := 0; i < 2; i++ {
+		out, code = c.run(append([]string{"rollback", "--reason", "gate failed"}, common...)...)
+		require.Equal(t, 0, code, out)
+		assert.Contains(t, out, "rolled "+env+" back to")
+	}
+	out, code = c.run(append([]string{"rollback", "--reason", "gate failed again"}, common...)...)
+	assert.Equal(t, 6, code, "the third rollback within an hour halts: %s", out)
+	out, code = c.run(append(deployArgs, "--branch", "main")...)
+	assert.Equal(t, 6, code, "halted: %s", out)
+
+	out, code = c.run("state", "resume", "--env", env, "--by", "alice", "--reason", "checked")
+	require.Equal(t, 0, code, out)
+	out, code = c.run(append(deployArgs, "--branch", "main")...)
+	assert.Equal(t, 0, code, out)
+
+	out, code = c.run(append([]string{"deploy", "--image", reg.Addr + "/digits:missing", "--model-version", "1", "--git-sha", gitSHA, "--branch", "main"}, common...)...)
+	assert.Equal(t, 3, code, "an image no registry has: %s", out)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/objstore"
 	"github.com/modelship/modelship/internal/quality"
@@ -31,17 +32,22 @@ const (
 	exitConflict    = 5
 	exitHalted      = 6
 	exitUnreachable = 7
+	exitRefused     = 8
+	exitUnverified  = 9
 )
 
 const exitCodesHelp = `Exit codes:
   0  success
   1  failure not covered below
   2  usage error: a bad flag, name, version, SHA or environment
-  3  not found: no such model, version, commit or deploy state
+  3  not found: no such model, version, commit, image or deploy state
   4  integrity failure: sha256 mismatch, corrupt manifest, deploy_state.json or baseline
   5  conflict: the version exists with other bytes, or the state kept changing
   6  halted: the environment is halted; a person must run 'modelship state resume'
-  7  storage unreachable: the S3 endpoint did not answer`
+  7  unreachable: the S3 endpoint or the Docker engine did not answer
+  8  refused: deploys run only for the main branch
+  9  verification failed: the new server never got ready or failed its smoke inference;
+     the previous one keeps serving`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -89,6 +95,14 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
+	case errors.Is(err, deploy.ErrNotMain):
+		return exitRefused
+	case errors.Is(err, deploy.ErrVerification):
+		return exitUnverified
+	case errors.Is(err, deploy.ErrEngineUnreachable):
+		return exitUnreachable
+	case errors.Is(err, deploy.ErrImageNotFound):
+		return exitNotFound
 	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale),
 		errors.Is(err, quality.ErrInvalidBaseline):
 		return exitIntegrity
@@ -121,7 +135,7 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.register(root)
-	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g))
+	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g))
 	return root
 }
 

@@ -58,7 +58,9 @@ type Deployment struct {
 	DeployedAt   time.Time `json:"deployed_at"`
 	PipelineRun  string    `json:"pipeline_run,omitempty"`
 	Target       string    `json:"target,omitempty"`
+	ImageID      string    `json:"image_id,omitempty"`
 	Evidence     string    `json:"evidence,omitempty"`
+	RolledBack   bool      `json:"rolled_back,omitempty"` // replaced by a rollback; never a rollback target
 }
 
 // Rollback is one rollback: when, from what, to what, and why.
@@ -193,14 +195,41 @@ func (s *State) RollbacksSince(t time.Time) int {
 }
 
 // Previous is the deployment to go back to: the newest in history that differs from the
-// current image. ok is false when there is nothing to go back to.
+// current image and was not itself rolled back. ok is false when there is nothing to go back to.
 func (s *State) Previous() (Deployment, bool) {
 	for _, d := range s.History {
-		if s.Current == nil || d.Image != s.Current.Image {
+		if !d.RolledBack && (s.Current == nil || d.Image != s.Current.Image) {
 			return d, true
 		}
 	}
 	return Deployment{}, false
+}
+
+// RolledBackTo makes an earlier deployment current again after a rollback put it back: the
+// replaced one goes into history marked as rolled back, so it is never chosen again.
+func (s *State) RolledBackTo(d Deployment) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: rollback target: %v", ErrInvalidInput, err)
+	}
+	if s.Current != nil && s.Current.Image == d.Image {
+		return nil
+	}
+	if s.Current != nil {
+		bad := *s.Current
+		bad.RolledBack = true
+		s.History = append([]Deployment{bad}, s.History...)
+	}
+	for i, h := range s.History {
+		if h.Image == d.Image && !h.RolledBack {
+			s.History = append(s.History[:i:i], s.History[i+1:]...)
+			break
+		}
+	}
+	if len(s.History) > MaxHistory {
+		s.History = s.History[:MaxHistory]
+	}
+	s.Current = &d
+	return nil
 }
 
 // AdmitRollback applies the rollback budget at time now. Within budget, it records rb and

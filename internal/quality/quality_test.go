@@ -206,8 +206,9 @@ func TestBaselineValidationAndPromotion(t *testing.T) {
 		Metrics: quality.Metrics{Accuracy: 0.97, P95LatencyMS: 0.3}}
 	failing := &quality.Report{Passed: false, Model: quality.ModelIdentity{Name: "digits", Version: "4"},
 		Checks: []quality.Check{{Name: "accuracy", Message: "accuracy 0.1 is below the floor 0.85"}}}
+	before := b.Production
 	require.ErrorIs(t, b.Promote(failing, "bob", time.Now()), quality.ErrNotPromotable)
-	assert.Nil(t, b.Production)
+	assert.Equal(t, before, b.Production, "a refused promotion changes nothing")
 	require.NoError(t, b.Promote(passing, "alice", time.Now()))
 	assert.Equal(t, "3", b.Production.Version)
 	assert.Equal(t, 0.97, b.Production.Accuracy)

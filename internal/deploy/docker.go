@@ -1,0 +1,410 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+)
+
+// Labels modelship puts on the containers it runs.
+const (
+	LabelEnvironment  = "dev.modelship.environment"
+	LabelRole         = "dev.modelship.role"
+	LabelImage        = "dev.modelship.image"
+	LabelModelName    = "dev.modelship.model.name"
+	LabelModelVersion = "dev.modelship.model.version"
+	LabelGitSHA       = "dev.modelship.git-sha"
+	roleLive          = "live"
+	roleCandidate     = "candidate"
+	serverPort        = nat.Port("8000/tcp")
+)
+
+// ErrImageNotFound marks an image reference that no registry has.
+var ErrImageNotFound = errors.New("image not found")
+
+// ErrEngineUnreachable marks a Docker engine that does not answer.
+var ErrEngineUnreachable = errors.New("docker engine unreachable")
+
+// DockerConfig configures the Docker Engine target.
+type DockerConfig struct {
+	Client       *client.Client
+	Environment  string
+	Publish      string        // host address of the live server, "127.0.0.1:8000" or ":8000"
+	CheckHost    string        // where this process reaches published ports; default from the engine's address
+	ReadyTimeout time.Duration // per instance; default 60s
+	KeepStopped  int           // earlier containers kept stopped for fast rollback; default 2
+	RegistryAuth string        // base64 JSON auth for private registries; empty for none
+	Args         []string      // extra model-server flags
+}
+
+// Docker runs the model server as containers on one Docker engine. A deploy verifies a
+// candidate container on a side port first, then swaps it onto the published port; the old
+// container is stopped, not removed, so a rollback to it is a start instead of a pull.
+type Docker struct {
+	cfg       DockerConfig
+	hostIP    string
+	hostPort  string
+	checkHost string
+}
+
+// NewDocker checks the configuration.
+func NewDocker(cfg DockerConfig) (*Docker, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("docker target: no client")
+	}
+	if cfg.Environment == "" {
+		return nil, errors.New("docker target: no environment")
+	}
+	if cfg.Publish == "" {
+		cfg.Publish = "127.0.0.1:8000"
+	}
+	host, port, err := net.SplitHostPort(cfg.Publish)
+	if err != nil {
+		return nil, fmt.Errorf("docker target: publish address %q: want HOST:PORT or :PORT: %w", cfg.Publish, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return nil, fmt.Errorf("docker target: publish port %q is not a port number", port)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	if cfg.KeepStopped <= 0 {
+		cfg.KeepStopped = 2
+	}
+	d := &Docker{cfg: cfg, hostIP: host, hostPort: port, checkHost: cfg.CheckHost}
+	if d.checkHost == "" {
+		d.checkHost = "127.0.0.1"
+		if host != "" && host != "0.0.0.0" {
+			d.checkHost = host
+		} else if u, err := url.Parse(cfg.Client.DaemonHost()); err == nil && u.Scheme == "tcp" {
+			d.checkHost = u.Hostname()
+		}
+	}
+	return d, nil
+}
+
+// Name is "docker".
+func (d *Docker) Name() string { return "docker" }
+
+// Deploy runs rel on the published port; see Docker.
+func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
+	res := &Result{Image: rel.Image}
+	if _, err := d.cfg.Client.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Client.DaemonHost(), err)
+	}
+	var img image.InspectResponse
+	if err := res.Steps.Time("pull", func() (err error) { img, err = d.ensureImage(ctx, rel.Image); return err }); err != nil {
+		return nil, err
+	}
+	res.ImageDigest = img.ID
+	if len(img.RepoDigests) > 0 {
+		res.ImageDigest = img.RepoDigests[0]
+	}
+	live, err := d.containers(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	stopped, err := d.containers(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(live) == 1 && live[0].ImageID == img.ID {
+		// Already live (a restore after a failed gate): verify it, and replace it only if it fails.
+		res.Reused, res.Instance = true, live[0].ID
+		if err := d.verifyContainer(ctx, live[0].ID, d.checkHost, d.hostPort, rel, res); err == nil {
+			res.URL = "http://" + net.JoinHostPort(d.checkHost, d.hostPort)
+			return res, nil
+		}
+		res.Reused = false
+	}
+	if prev := d.reusable(stopped, img.ID); prev != "" {
+		res.Reused = true
+		if err := d.startPrevious(ctx, prev, live, rel, res); err != nil {
+			return res, err
+		}
+	} else if err := d.rollOut(ctx, img.ID, live, rel, res); err != nil {
+		return res, err
+	}
+	res.URL = "http://" + net.JoinHostPort(d.checkHost, d.hostPort)
+	d.prune(ctx, res.Instance)
+	return res, nil
+}
+
+func (d *Docker) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
+	img, err := d.cfg.Client.ImageInspect(ctx, ref)
+	if err == nil {
+		return img, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return img, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	rc, err := d.cfg.Client.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: d.cfg.RegistryAuth})
+	if err != nil {
+		return img, pullErr(ref, err)
+	}
+	defer rc.Close()
+	if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
+		return img, pullErr(ref, err)
+	}
+	img, err = d.cfg.Client.ImageInspect(ctx, ref)
+	if err != nil {
+		return img, fmt.Errorf("inspect pulled image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+func pullErr(ref string, err error) error {
+	msg := err.Error()
+	if errdefs.IsNotFound(err) || strings.Contains(msg, "not found") || strings.Contains(msg, "manifest unknown") {
+		return fmt.Errorf("%w: %s: %v; check the registry, repository and tag (build-image prints the reference it pushed)", ErrImageNotFound, ref, err)
+	}
+	return fmt.Errorf("pull image %s: %w", ref, err)
+}
+
+// containers lists this environment's live-role containers, running or stopped, newest first.
+func (d *Docker) containers(ctx context.Context, stopped bool) ([]container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelEnvironment+"="+d.cfg.Environment), filters.Arg("label", LabelRole+"="+roleLive))
+	if stopped {
+		f.Add("status", "exited")
+		f.Add("status", "created")
+	} else {
+		f.Add("status", "running")
+		f.Add("status", "restarting")
+	}
+	list, err := d.cfg.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of environment %s: %w", d.cfg.Environment, err)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Created > list[j].Created })
+	return list, nil
+}
+
+// reusable finds the newest stopped container of this image.
+func (d *Docker) reusable(stopped []container.Summary, imageID string) string {
+	for _, c := range stopped {
+		if c.ImageID == imageID {
+			return c.ID
+		}
+	}
+	return ""
+}
+
+// startPrevious stops what is live and starts an earlier container again.
+func (d *Docker) startPrevious(ctx context.Context, id string, live []container.Summary, rel Release, res *Result) error {
+	cli := d.cfg.Client
+	info, err := cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("inspect container %s: %w", short(id), err)
+	}
+	if b := info.HostConfig.PortBindings[serverPort]; len(b) != 1 || b[0].HostPort != d.hostPort || b[0].HostIP != d.hostIP {
+		return d.rollOutFresh(ctx, info.Image, live, rel, res)
+	}
+	if err := res.Steps.Time("stop-current", func() error { return d.stopAll(ctx, live) }); err != nil {
+		return err
+	}
+	res.Instance = id
+	err = res.Steps.Time("start", func() error { return cli.ContainerStart(ctx, id, container.StartOptions{}) })
+	if err == nil {
+		err = d.verifyContainer(ctx, id, d.checkHost, d.hostPort, rel, res)
+	}
+	if err != nil {
+		_ = cli.ContainerStop(context.WithoutCancel(ctx), id, container.StopOptions{})
+		return d.restore(ctx, live, err)
+	}
+	return nil
+}
+
+// rollOutFresh is rollOut for an image ID that has no reusable container.
+func (d *Docker) rollOutFresh(ctx context.Context, imageID string, live []container.Summary, rel Release, res *Result) error {
+	res.Reused = false
+	return d.rollOut(ctx, imageID, live, rel, res)
+}
+
+// rollOut verifies a candidate on a side port, then swaps a container of the same image onto
+// the published port. The live container serves until the candidate has passed.
+func (d *Docker) rollOut(ctx context.Context, imageID string, live []container.Summary, rel Release, res *Result) error {
+	cli := d.cfg.Client
+	var candidate string
+	err := res.Steps.Time("start-candidate", func() (err error) {
+		candidate, err = d.create(ctx, imageID, rel, roleCandidate, "")
+		if err != nil {
+			return err
+		}
+		return cli.ContainerStart(ctx, candidate, container.StartOptions{})
+	})
+	defer func() {
+		if candidate != "" {
+			_ = cli.ContainerRemove(context.WithoutCancel(ctx), candidate, container.RemoveOptions{Force: true})
+		}
+	}()
+	if err != nil {
+		return fmt.Errorf("start candidate of %s: %w", rel.Image, err)
+	}
+	info, err := cli.ContainerInspect(ctx, candidate)
+	if err != nil {
+		return fmt.Errorf("inspect candidate %s: %w", short(candidate), err)
+	}
+	bindings := info.NetworkSettings.Ports[serverPort]
+	if len(bindings) == 0 {
+		return fmt.Errorf("candidate %s has no published port", short(candidate))
+	}
+	if err := d.verifyContainer(ctx, candidate, d.checkHost, bindings[0].HostPort, rel, res); err != nil {
+		return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w", short(candidate), rel.Image, describeLive(live), err)
+	}
+
+	// The swap: the published port can be bound by one container at a time.
+	if err := res.Steps.Time("stop-current", func() error { return d.stopAll(ctx, live) }); err != nil {
+		return err
+	}
+	var final string
+	err = res.Steps.Time("start", func() (err error) {
+		final, err = d.create(ctx, imageID, rel, roleLive, d.hostPort)
+		if err != nil {
+			return err
+		}
+		return cli.ContainerStart(ctx, final, container.StartOptions{})
+	})
+	if err == nil {
+		err = d.verifyContainer(ctx, final, d.checkHost, d.hostPort, rel, res)
+	}
+	if err != nil {
+		if final != "" {
+			_ = cli.ContainerRemove(context.WithoutCancel(ctx), final, container.RemoveOptions{Force: true})
+		}
+		return d.restore(ctx, live, fmt.Errorf("swap %s onto %s: %w", rel.Image, d.cfg.Publish, err))
+	}
+	res.Instance = final
+	return nil
+}
+
+// restore starts the containers that were live again after a failed swap.
+func (d *Docker) restore(ctx context.Context, live []container.Summary, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	for _, c := range live {
+		if err := d.cfg.Client.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+			return fmt.Errorf("%w; and restarting the previous container %s failed too: %v", cause, short(c.ID), err)
+		}
+	}
+	if len(live) == 0 {
+		return cause
+	}
+	return fmt.Errorf("%w; the previous container %s was started again", cause, short(live[0].ID))
+}
+
+func (d *Docker) stopAll(ctx context.Context, list []container.Summary) error {
+	timeout := 10
+	for _, c := range list {
+		if err := d.cfg.Client.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+			return fmt.Errorf("stop container %s: %w", short(c.ID), err)
+		}
+	}
+	return nil
+}
+
+// create makes a container of imageID; hostPort "" publishes on a free port.
+func (d *Docker) create(ctx context.Context, imageID string, rel Release, role, hostPort string) (string, error) {
+	labels := map[string]string{
+		LabelEnvironment: d.cfg.Environment, LabelRole: role, LabelImage: rel.Image,
+		LabelModelName: rel.ModelName, LabelModelVersion: rel.ModelVersion, LabelGitSHA: rel.GitSHA,
+	}
+	env := []string{"MODELSHIP_MODEL_NAME=" + rel.ModelName}
+	if rel.ModelVersion != "" {
+		env = append(env, "MODELSHIP_MODEL_VERSION="+rel.ModelVersion)
+	}
+	host := &container.HostConfig{PortBindings: nat.PortMap{serverPort: {{HostIP: d.hostIP, HostPort: hostPort}}}}
+	if role == roleLive {
+		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
+	}
+	name := fmt.Sprintf("modelship-%s-%s-%s-%d", d.cfg.Environment, role, short(rel.GitSHA), time.Now().UnixNano())
+	created, err := d.cfg.Client.ContainerCreate(ctx, &container.Config{
+		Image: imageID, Env: env, Labels: labels, Cmd: d.cfg.Args,
+		ExposedPorts: nat.PortSet{serverPort: {}},
+	}, host, nil, nil, name)
+	if err != nil {
+		return "", fmt.Errorf("create container for %s: %w", rel.Image, err)
+	}
+	return created.ID, nil
+}
+
+func (d *Docker) verifyContainer(ctx context.Context, id, host, port string, rel Release, res *Result) error {
+	vctx, cancel := context.WithTimeout(ctx, d.cfg.ReadyTimeout)
+	defer cancel()
+	alive := func(ctx context.Context) error {
+		info, err := d.cfg.Client.ContainerInspect(ctx, id)
+		if err != nil {
+			return fmt.Errorf("inspect container %s: %w", short(id), err)
+		}
+		if !info.State.Running {
+			return fmt.Errorf("container %s exited with code %d: %s", short(id), info.State.ExitCode, d.logTail(ctx, id))
+		}
+		return nil
+	}
+	err := verify(vctx, "http://"+net.JoinHostPort(host, port), rel, &res.Steps, alive)
+	if err != nil && !strings.Contains(err.Error(), "exited with code") {
+		err = fmt.Errorf("%w (container log: %s)", err, d.logTail(context.WithoutCancel(ctx), id))
+	}
+	return err
+}
+
+// logTail returns the last lines a container printed, for error messages.
+func (d *Docker) logTail(ctx context.Context, id string) string {
+	rc, err := d.cfg.Client.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
+	if err != nil {
+		return "unavailable"
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return "unavailable"
+	}
+	return strings.TrimSpace(strings.ReplaceAll(out.String(), "\n", " | "))
+}
+
+// prune removes stopped containers of the environment beyond KeepStopped, oldest first.
+func (d *Docker) prune(ctx context.Context, keep string) {
+	stopped, err := d.containers(ctx, true)
+	if err != nil {
+		return
+	}
+	kept := 0
+	for _, c := range stopped {
+		if c.ID == keep {
+			continue
+		}
+		kept++
+		if kept > d.cfg.KeepStopped {
+			_ = d.cfg.Client.ContainerRemove(ctx, c.ID, container.RemoveOptions{})
+		}
+	}
+}
+
+func describeLive(live []container.Summary) string {
+	if len(live) == 0 {
+		return "nothing"
+	}
+	return fmt.Sprintf("container %s (%s)", short(live[0].ID), live[0].Labels[LabelImage])
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

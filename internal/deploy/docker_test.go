@@ -1,0 +1,382 @@
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/minio/minio-go/v7"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/notify"
+	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/testenv"
+	"github.com/modelship/modelship/serving"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// world is what every test here shares: a Docker engine, a registry holding four releases,
+// and a MinIO for deploy state.
+type world struct {
+	docker   *client.Client
+	minio    *testenv.MinIOServer
+	releases map[string]deploy.Release // v1, v2 (good), unready (never ready), weak (fails smoke)
+}
+
+var (
+	worldOnce sync.Mutex
+	shared    *world
+)
+
+func sha(n int) string { return fmt.Sprintf("%040x", n) }
+
+func setup(t testing.TB) *world {
+	t.Helper()
+	worldOnce.Lock()
+	defer worldOnce.Unlock()
+	if shared != nil {
+		return shared
+	}
+	cli := testenv.Docker(t)
+	srv := testenv.SharedMinIO(t)
+	reg := testenv.SharedRegistry(t)
+	bases := testenv.EnsureBaseImages(t, cli)
+	smoke, err := deploy.SmokeFromFixture(projectpath.Join(t, "tests/fixtures/digits_validation.json"))
+	require.NoError(t, err)
+	w := &world{docker: cli, minio: srv, releases: map[string]deploy.Release{}}
+	for i, spec := range []struct{ name, model, version string }{
+		{"v1", "models/digits-reference.onnx", "1"},
+		{"v2", "models/digits-reference.onnx", "2"},
+		{"unready", "go.mod", "3"}, // not a model: the server exits at start
+		{"weak", "models/digits-weak.onnx", "4"},
+	} {
+		ref := fmt.Sprintf("%s/digits:%s", reg.Addr, sha(i+1))
+		testenv.BuildServerImage(t, cli, bases, testenv.BuildOptions{Tag: ref, ModelFile: spec.model,
+			BuildArgs: map[string]string{"MODEL_VERSION": spec.version, "REVISION": sha(i + 1)}})
+		testenv.Push(t, cli, ref)
+		// Drop the local tag so the first deploy really pulls from the registry.
+		_, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{})
+		require.NoError(t, err)
+		w.releases[spec.name] = deploy.Release{Image: ref, ModelName: "digits", ModelVersion: spec.version, GitSHA: sha(i + 1), Smoke: smoke}
+	}
+	shared = w
+	return w
+}
+
+// env is one test's environment: its own name, port, state bucket and target.
+type env struct {
+	name    string
+	publish string
+	deps    deploy.Deps
+	store   *deploystate.Store
+	events  *recorder
+	w       *world
+}
+
+func newEnv(t testing.TB, w *world) *env {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	publish := testenv.FreeAddr(t)
+	target, err := deploy.NewDocker(deploy.DockerConfig{Client: w.docker, Environment: name, Publish: publish, ReadyTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	store := deploystate.NewStore(w.minio.Client(t), w.minio.Bucket(t, "state"))
+	rec := &recorder{}
+	t.Cleanup(func() { removeContainers(w.docker, name) })
+	return &env{name: name, publish: publish, store: store, events: rec, w: w,
+		deps: deploy.Deps{Target: target, State: store, Notifier: rec}}
+}
+
+func removeContainers(cli *client.Client, envName string) {
+	list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", deploy.LabelEnvironment+"="+envName))})
+	for _, c := range list {
+		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	}
+}
+
+func (e *env) deploy(t *testing.T, rel string) (*deploy.Outcome, error) {
+	t.Helper()
+	return deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", PipelineRun: "test", Release: e.w.releases[rel]})
+}
+
+// serving returns the model version answering on the published port ("" if none).
+func (e *env) serving(t *testing.T) string {
+	t.Helper()
+	meta, err := serving.NewClient("http://"+e.publish).Metadata(context.Background(), "digits")
+	if err != nil {
+		return ""
+	}
+	require.Len(t, meta.Versions, 1)
+	return meta.Versions[0]
+}
+
+func (e *env) containers(t *testing.T) (running, stopped int) {
+	t.Helper()
+	list, err := e.w.docker.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", deploy.LabelEnvironment+"="+e.name))})
+	require.NoError(t, err)
+	for _, c := range list {
+		if c.State == "running" {
+			running++
+		} else {
+			stopped++
+		}
+	}
+	return running, stopped
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []notify.Event
+}
+
+func (r *recorder) Notify(_ context.Context, e notify.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) kinds() []notify.Kind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var k []notify.Kind
+	for _, e := range r.events {
+		k = append(k, e.Kind)
+	}
+	return k
+}
+
+func TestDeployV1ThenV2(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+
+	out, err := e.deploy(t, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, "1", e.serving(t))
+	assert.Contains(t, out.Deployment.Image, "@sha256:", "the state records the image by digest")
+	t.Logf("first deploy: %s", out.Result.Steps)
+
+	out, err = e.deploy(t, "v2")
+	require.NoError(t, err)
+	assert.Equal(t, "2", e.serving(t))
+	t.Logf("upgrade: %s", out.Result.Steps)
+
+	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "2", st.Current.ModelVersion)
+	assert.Equal(t, sha(2), st.Current.GitSHA)
+	require.Len(t, st.History, 1)
+	assert.Equal(t, "1", st.History[0].ModelVersion)
+	running, stopped := e.containers(t)
+	assert.Equal(t, 1, running, "one live container")
+	assert.Equal(t, 1, stopped, "v1 kept stopped for a fast rollback")
+	assert.Equal(t, []notify.Kind{notify.Deployed, notify.Deployed}, e.events.kinds())
+}
+
+func TestAReleaseThatFailsVerificationIsRefusedAndTheOldOneKeepsServing(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v2")
+	require.NoError(t, err)
+
+	_, err = e.deploy(t, "unready")
+	require.ErrorIs(t, err, deploy.ErrVerification)
+	assert.ErrorContains(t, err, "exited with code")
+	assert.ErrorContains(t, err, "not an ONNX protobuf", "the container's own log says why")
+	assert.Equal(t, "2", e.serving(t), "v2 keeps serving")
+
+	_, err = e.deploy(t, "weak")
+	require.ErrorIs(t, err, deploy.ErrVerification)
+	assert.ErrorContains(t, err, "smoke inference predicted class")
+	assert.Equal(t, "2", e.serving(t), "v2 keeps serving")
+
+	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "2", st.Current.ModelVersion, "deploy_state.json still names v2")
+	running, stopped := e.containers(t)
+	assert.Equal(t, 1, running)
+	assert.Equal(t, 0, stopped, "refused candidates are removed")
+	assert.Equal(t, []notify.Kind{notify.Deployed, notify.VerificationFailed, notify.VerificationFailed}, e.events.kinds())
+}
+
+func TestRollbackAfterAFailedGateRestoresTheStatesImage(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v1")
+	require.NoError(t, err)
+	// Production has drifted: the live container is gone (crashed, removed by hand).
+	removeContainers(w.docker, e.name)
+	require.Equal(t, "", e.serving(t))
+
+	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToCurrent,
+		Reason: "quality gate failed for candidate " + sha(9), Smoke: w.releases["v1"].Smoke})
+	require.NoError(t, err)
+	assert.Equal(t, "1", e.serving(t))
+	t.Logf("rollback (pull + start): %s, %s from the call", out.Result.Steps, out.Elapsed)
+
+	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	require.Len(t, st.Rollbacks, 1)
+	assert.Contains(t, st.Rollbacks[0].Reason, "quality gate failed")
+	assert.Equal(t, "1", st.Current.ModelVersion)
+}
+
+func TestRollbackToThePreviousReleaseStartsItsStoppedContainer(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	for _, rel := range []string{"v1", "v2"} {
+		_, err := e.deploy(t, rel)
+		require.NoError(t, err)
+	}
+	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious,
+		Reason: "v2 unhealthy in production", Smoke: w.releases["v1"].Smoke})
+	require.NoError(t, err)
+	assert.True(t, out.Result.Reused, "a start, not a pull")
+	assert.Equal(t, "1", e.serving(t))
+	t.Logf("rollback by restart: %s; %s from the call", out.Result.Steps, out.Elapsed)
+
+	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "1", st.Current.ModelVersion)
+	require.NotEmpty(t, st.History)
+	assert.Equal(t, "2", st.History[0].ModelVersion)
+	assert.True(t, st.History[0].RolledBack, "v2 is marked as rolled back")
+	_, ok := st.Previous()
+	assert.False(t, ok, "nothing earlier to go back to: v2 was rolled back")
+}
+
+func TestTheThirdRollbackWithinAnHourHaltsAndResumeClearsIt(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v1")
+	require.NoError(t, err)
+	req := deploy.RollbackRequest{Environment: e.name, To: deploy.ToCurrent, Reason: "gate failed", Smoke: w.releases["v1"].Smoke}
+	for i := 0; i < 2; i++ {
+		_, err := deploy.Rollback(context.Background(), e.deps, req)
+		require.NoError(t, err, "rollback %d is within budget", i+1)
+	}
+	_, err = deploy.Rollback(context.Background(), e.deps, req)
+	require.ErrorIs(t, err, deploystate.ErrHalted)
+	assert.Contains(t, e.events.kinds(), notify.Halted)
+
+	_, err = e.deploy(t, "v2")
+	require.ErrorIs(t, err, deploystate.ErrHalted, "deploys wait for a person")
+	assert.Equal(t, "1", e.serving(t))
+
+	_, err = e.store.Resume(context.Background(), e.name, "alice", "bad candidates withdrawn")
+	require.NoError(t, err)
+	_, err = e.deploy(t, "v2")
+	require.NoError(t, err)
+	assert.Equal(t, "2", e.serving(t))
+}
+
+func TestOnlyMainDeploys(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "feature/faster", Release: w.releases["v1"]})
+	require.ErrorIs(t, err, deploy.ErrNotMain)
+	running, stopped := e.containers(t)
+	assert.Zero(t, running+stopped, "nothing was started")
+	_, err = e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	assert.ErrorIs(t, err, deploystate.ErrNoState, "nothing was recorded")
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v1")
+	require.NoError(t, err)
+	before, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+
+	t.Run("image that does not exist", func(t *testing.T) {
+		rel := w.releases["v2"]
+		rel.Image = strings.Replace(rel.Image, sha(2), "nonexistent", 1)
+		_, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+		require.ErrorIs(t, err, deploy.ErrImageNotFound)
+		assert.ErrorContains(t, err, "nonexistent")
+	})
+	t.Run("unreachable Docker engine", func(t *testing.T) {
+		dead, err := client.NewClientWithOpts(client.WithHost("tcp://"+testenv.FreeAddr(t)), client.WithAPIVersionNegotiation())
+		require.NoError(t, err)
+		target, err := deploy.NewDocker(deploy.DockerConfig{Client: dead, Environment: e.name, Publish: e.publish})
+		require.NoError(t, err)
+		deps := e.deps
+		deps.Target = target
+		_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
+		require.ErrorIs(t, err, deploy.ErrEngineUnreachable)
+		assert.ErrorContains(t, err, "tcp://127.0.0.1:")
+	})
+	after, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, before.Current, after.Current)
+	assert.Equal(t, "1", e.serving(t))
+
+	t.Run("corrupt deploy_state.json", func(t *testing.T) {
+		client := w.minio.Client(t)
+		_, err := client.PutObject(context.Background(), e.store.Bucket(), e.store.Key(e.name), strings.NewReader("{\"schema_version\": 1,"), 21, minio.PutObjectOptions{})
+		require.NoError(t, err)
+		_, err = e.deploy(t, "v2")
+		require.ErrorIs(t, err, deploystate.ErrInvalidState)
+		_, err = deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToCurrent, Reason: "x"})
+		require.ErrorIs(t, err, deploystate.ErrInvalidState)
+		assert.Equal(t, "1", e.serving(t), "nothing was deployed from a bad file")
+	})
+}
+
+func TestAWebhookHearsAboutDeploysAndItsFailureNeverFailsOne(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	var mu sync.Mutex
+	var bodies []map[string]any
+	status := http.StatusOK
+	hook := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		_ = json.Unmarshal(raw, &body)
+		mu.Lock()
+		bodies = append(bodies, body)
+		rw.WriteHeader(status)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	n, err := notify.NewWebhook(hook.URL+"/hooks/T000/B000/secret-token", nil)
+	require.NoError(t, err)
+	e.deps.Notifier = n
+
+	_, err = e.deploy(t, "v1")
+	require.NoError(t, err)
+	mu.Lock()
+	status = http.StatusInternalServerError
+	mu.Unlock()
+	_, err = e.deploy(t, "v2")
+	require.NoError(t, err, "a failing webhook does not fail the deploy")
+	hook.Close()
+	_, err = e.deploy(t, "weak")
+	require.ErrorIs(t, err, deploy.ErrVerification, "an unreachable webhook changes nothing either")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, bodies, 2)
+	assert.Contains(t, bodies[0]["text"], "deployed")
+	assert.Equal(t, bodies[0]["text"], bodies[0]["content"], "Slack reads text, Discord content")
+}

@@ -1,0 +1,167 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/notify"
+)
+
+// ErrNotMain refuses a deploy from any branch but the deploy branch.
+var ErrNotMain = errors.New("deploys run only from main")
+
+// DeployBranch is the one branch whose pipelines deploy.
+const DeployBranch = "main"
+
+// Deps are what deploys and rollbacks work with.
+type Deps struct {
+	Target   Target
+	State    *deploystate.Store
+	Notifier notify.Notifier
+}
+
+// DeployRequest is one deploy.
+type DeployRequest struct {
+	Environment string
+	Branch      string
+	PipelineRun string
+	Release     Release
+}
+
+// Outcome says what a deploy or rollback did.
+type Outcome struct {
+	Result     *Result
+	Deployment deploystate.Deployment
+	State      *deploystate.State
+	Elapsed    time.Duration // from the start of the call to verified serving
+}
+
+// Deploy refuses unless the branch is main and the environment is not halted, rolls the release
+// out, and only once it is verified records it as current in deploy_state.json.
+func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error) {
+	start := time.Now()
+	if req.Branch != DeployBranch {
+		return nil, fmt.Errorf("%w: this run is on branch %q; tests and builds run anywhere, the deploy job only for pushes to %s", ErrNotMain, req.Branch, DeployBranch)
+	}
+	if err := ready(ctx, deps, req.Environment); err != nil {
+		return nil, err
+	}
+	res, err := deps.Target.Deploy(ctx, req.Release)
+	if err != nil {
+		deps.notify(ctx, notify.Event{Kind: notify.VerificationFailed, Environment: req.Environment, Image: req.Release.Image,
+			GitSHA: req.Release.GitSHA, Model: req.Release.ModelName + "@" + req.Release.ModelVersion, Message: err.Error()})
+		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("deploy %s to %s (%s): %w", req.Release.Image, req.Environment, deps.Target.Name(), err)
+	}
+	d := deployment(req.Release, res, deps.Target.Name(), req.PipelineRun)
+	st, err := deps.State.RecordDeploy(ctx, req.Environment, d)
+	if err != nil {
+		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("%s is serving on %s but recording it in deploy_state.json failed: %w", req.Release.Image, req.Environment, err)
+	}
+	deps.notify(ctx, notify.Event{Kind: notify.Deployed, Environment: req.Environment, Image: d.Image, GitSHA: d.GitSHA,
+		Model: d.ModelName + "@" + d.ModelVersion, Message: fmt.Sprintf("%s@%s (git %.12s) is live: %s", d.ModelName, d.ModelVersion, d.GitSHA, res.Steps)})
+	return &Outcome{Result: res, Deployment: d, State: st, Elapsed: time.Since(start)}, nil
+}
+
+// ready refuses work on a halted environment; a missing state is fine (first deploy).
+func ready(ctx context.Context, deps Deps, env string) error {
+	st, err := deps.State.Load(ctx, env, deploystate.LoadOptions{})
+	if errors.Is(err, deploystate.ErrNoState) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Halt != nil {
+		return fmt.Errorf("%w: %s is halted since %s: %s; a person must run `modelship state resume --env %s`",
+			deploystate.ErrHalted, env, st.Halt.At.Format(time.RFC3339), st.Halt.Reason, env)
+	}
+	return nil
+}
+
+func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {
+	d := deploystate.Deployment{GitSHA: rel.GitSHA, Image: rel.Image, ModelName: rel.ModelName, ModelVersion: rel.ModelVersion,
+		DeployedAt: time.Now().UTC(), PipelineRun: run, Target: target, ImageID: res.ImageDigest}
+	if res.ImageDigest != "" && !isImageID(res.ImageDigest) {
+		d.Image, d.ImageID = res.ImageDigest, ""
+	}
+	return d
+}
+
+func isImageID(s string) bool { return len(s) == 71 && s[:7] == "sha256:" }
+
+// RollbackTo names which deployment a rollback restores.
+type RollbackTo string
+
+// Rollback targets.
+const (
+	// ToCurrent restores the deployment deploy_state.json records as current: the candidate
+	// failed its gate or its rollout and never became current, and production must be it again.
+	ToCurrent RollbackTo = "current"
+	// ToPrevious goes back past the current deployment to the one before it.
+	ToPrevious RollbackTo = "previous"
+)
+
+// RollbackRequest is one rollback.
+type RollbackRequest struct {
+	Environment string
+	To          RollbackTo
+	Reason      string
+	PipelineRun string
+	Smoke       Smoke
+	MaxStateAge time.Duration
+}
+
+// Rollback reads and validates deploy_state.json, applies the rollback budget (the third within
+// an hour halts the environment instead), redeploys the chosen deployment and records it.
+func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, error) {
+	start := time.Now()
+	st, err := deps.State.Load(ctx, req.Environment, deploystate.LoadOptions{MaxAge: req.MaxStateAge})
+	if err != nil {
+		return nil, fmt.Errorf("rollback of %s: %w", req.Environment, err)
+	}
+	if st.Current == nil {
+		return nil, fmt.Errorf("%w: rollback of %s: deploy_state.json records no deployment to go back to", deploystate.ErrNoState, req.Environment)
+	}
+	target := *st.Current
+	if req.To == ToPrevious {
+		prev, ok := st.Previous()
+		if !ok {
+			return nil, fmt.Errorf("%w: rollback of %s: no earlier deployment than %s in deploy_state.json", deploystate.ErrNoState, req.Environment, st.Current.Image)
+		}
+		target = prev
+	} else if req.To != ToCurrent {
+		return nil, fmt.Errorf("%w: rollback target %q: use current or previous", deploystate.ErrInvalidInput, req.To)
+	}
+	from := st.Current
+	_, err = deps.State.AdmitRollback(ctx, req.Environment, deploystate.Rollback{From: from, To: target, Reason: req.Reason, PipelineRun: req.PipelineRun})
+	if err != nil {
+		if errors.Is(err, deploystate.ErrHalted) {
+			deps.notify(ctx, notify.Event{Kind: notify.Halted, Environment: req.Environment, Message: err.Error()})
+		}
+		return nil, err
+	}
+	rel := Release{Image: target.Image, ModelName: target.ModelName, ModelVersion: target.ModelVersion, GitSHA: target.GitSHA, Smoke: req.Smoke}
+	res, err := deps.Target.Deploy(ctx, rel)
+	if err != nil {
+		deps.notify(ctx, notify.Event{Kind: notify.VerificationFailed, Environment: req.Environment, Image: target.Image, GitSHA: target.GitSHA, Message: "rollback: " + err.Error()})
+		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("roll %s back to %s: %w", req.Environment, target.Image, err)
+	}
+	elapsed := time.Since(start)
+	st, err = deps.State.Update(ctx, req.Environment, func(s *deploystate.State) error { return s.RolledBackTo(target) })
+	if err != nil {
+		return &Outcome{Result: res, Elapsed: elapsed}, fmt.Errorf("%s serves %s again but recording it failed: %w", req.Environment, target.Image, err)
+	}
+	deps.notify(ctx, notify.Event{Kind: notify.RolledBack, Environment: req.Environment, Image: target.Image, GitSHA: target.GitSHA,
+		Model:   target.ModelName + "@" + target.ModelVersion,
+		Message: fmt.Sprintf("rolled back to %s@%s (git %.12s) in %s: %s", target.ModelName, target.ModelVersion, target.GitSHA, elapsed.Round(time.Millisecond), req.Reason)})
+	return &Outcome{Result: res, Deployment: target, State: st, Elapsed: elapsed}, nil
+}
+
+func (deps Deps) notify(ctx context.Context, e notify.Event) {
+	if deps.Notifier != nil {
+		deps.Notifier.Notify(context.WithoutCancel(ctx), e)
+	}
+}

@@ -1,0 +1,165 @@
+// Package deploy rolls a model server image out to a target, verifies it (readiness and a smoke
+// inference) before it takes traffic, and records what is live in deploy_state.json. Rollback is
+// a deploy of an earlier release, within the rollback budget.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelship/modelship/internal/dataset"
+	"github.com/modelship/modelship/serving"
+)
+
+// Target is somewhere a model server runs. Deploy returns only once rel is serving and verified;
+// on any failure the release that served before keeps (or gets back) the traffic.
+type Target interface {
+	Name() string
+	Deploy(ctx context.Context, rel Release) (*Result, error)
+}
+
+// Release is one version to run.
+type Release struct {
+	Image        string // image reference, tag and/or digest
+	ModelName    string
+	ModelVersion string
+	GitSHA       string
+	Smoke        Smoke
+}
+
+// Smoke is one inference the new server must get right before it takes traffic.
+type Smoke struct {
+	Input []float32
+	Want  int // expected class
+}
+
+// SmokeFromFixture takes the first sample of a validation fixture.
+func SmokeFromFixture(path string) (Smoke, error) {
+	fx, err := dataset.ReadFixture(path)
+	if err != nil {
+		return Smoke{}, fmt.Errorf("smoke test input: %w", err)
+	}
+	s := fx.Samples[0]
+	in := make([]float32, len(s.Features))
+	for i, v := range s.Features {
+		in[i] = float32(v)
+	}
+	return Smoke{Input: in, Want: s.Label}, nil
+}
+
+// Result says what was deployed and how long each step took.
+type Result struct {
+	Image       string // what was asked for
+	ImageDigest string // repo@sha256:... when the image came from a registry, else the image ID
+	Instance    string // container ID, deployment name, ...
+	URL         string // where the verified server answers
+	Reused      bool   // an earlier instance was started again instead of a new one
+	Steps       Steps
+}
+
+// Steps are timed stages of a deploy.
+type Steps []Step
+
+// Step is one timed stage.
+type Step struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Time runs fn as a named step and records its duration, failed or not.
+func (s *Steps) Time(name string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	*s = append(*s, Step{Name: name, Duration: time.Since(start)})
+	return err
+}
+
+// Total is the sum of the steps.
+func (s Steps) Total() time.Duration {
+	var t time.Duration
+	for _, st := range s {
+		t += st.Duration
+	}
+	return t
+}
+
+func (s Steps) String() string {
+	parts := make([]string, 0, len(s)+1)
+	for _, st := range s {
+		parts = append(parts, fmt.Sprintf("%s %s", st.Name, st.Duration.Round(time.Millisecond)))
+	}
+	parts = append(parts, fmt.Sprintf("total %s", s.Total().Round(time.Millisecond)))
+	return strings.Join(parts, ", ")
+}
+
+// ErrVerification marks a release that started but failed its readiness or smoke check.
+var ErrVerification = errors.New("verification failed")
+
+// verify waits for readiness at url and runs the smoke inference.
+func verify(ctx context.Context, url string, rel Release, steps *Steps, alive func(context.Context) error) error {
+	client := serving.NewClient(url)
+	if err := steps.Time("ready", func() error { return waitReady(ctx, client, alive) }); err != nil {
+		return err
+	}
+	return steps.Time("smoke", func() error { return smoke(ctx, client, rel) })
+}
+
+// waitReady polls readiness, and alive() to fail fast when the instance has died.
+func waitReady(ctx context.Context, client *serving.Client, alive func(context.Context) error) error {
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	var last error
+	for i := 0; ; i++ {
+		if last = client.Ready(ctx); last == nil {
+			return nil
+		}
+		if i%5 == 0 && alive != nil {
+			if err := alive(ctx); err != nil {
+				return fmt.Errorf("%w: %w", ErrVerification, err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: not ready before the deadline: %v", ErrVerification, last)
+		case <-ticker.C:
+		}
+	}
+}
+
+func smoke(ctx context.Context, client *serving.Client, rel Release) error {
+	if len(rel.Smoke.Input) == 0 {
+		return nil
+	}
+	meta, err := client.Metadata(ctx, rel.ModelName)
+	if err != nil {
+		return fmt.Errorf("%w: smoke test: %w", ErrVerification, err)
+	}
+	if len(meta.Inputs) != 1 {
+		return fmt.Errorf("%w: smoke test: model %s has %d inputs", ErrVerification, rel.ModelName, len(meta.Inputs))
+	}
+	resp, err := client.Infer(ctx, rel.ModelName, meta.Inputs[0].Name, [][]float32{rel.Smoke.Input})
+	if err != nil {
+		return fmt.Errorf("%w: smoke inference: %w", ErrVerification, err)
+	}
+	if len(resp.Outputs) == 0 || len(resp.Outputs[0].Data) == 0 {
+		return fmt.Errorf("%w: smoke inference returned no output", ErrVerification)
+	}
+	got := argmax(resp.Outputs[0].Data)
+	if got != rel.Smoke.Want {
+		return fmt.Errorf("%w: smoke inference predicted class %d for a sample labelled %d", ErrVerification, got, rel.Smoke.Want)
+	}
+	return nil
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i := range v {
+		if v[i] > v[best] {
+			best = i
+		}
+	}
+	return best
+}
