@@ -18,6 +18,7 @@ install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v file >/dev/null || missing+=(file)
+  command -v npm >/dev/null || missing+=(npm)
   [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || missing+=(busybox-static)
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   ((${#missing[@]} == 0)) && return 0
@@ -82,6 +83,7 @@ start=$SECONDS
 install_debian_packages
 log "building pinned tools into $TOOLS_DIR"
 install_go_tools
+install_gitlab_ci_local
 required+=(minio registry gotestsum)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
@@ -97,6 +99,9 @@ if [[ -n "$unformatted" ]]; then
   exit 1
 fi
 go vet ./...
+
+log "the Dagger module and the CI files"
+bash scripts/check-ci.sh
 
 log "tests (JUnit: $RESULTS_DIR/junit.xml)"
 mkdir -p "$RESULTS_DIR"

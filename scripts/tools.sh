@@ -11,6 +11,7 @@ PINNED_TOOLS=(
   "gotestsum|gotest.tools/gotestsum@v1.13.0|gotestsum"
   "minio|github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c|minio"
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|registry"
+  "actionlint|github.com/rhysd/actionlint/cmd/actionlint@v1.7.12|actionlint"
 )
 
 # tool_dir prints the versioned folder a pinned tool lives in.
@@ -42,6 +43,21 @@ install_go_tools() {
     install_tool "$name" "$spec" "$bin"
     PATH="$(tool_dir "$spec"):$PATH"
   done
+  export PATH
+}
+
+GITLAB_CI_LOCAL_VERSION=4.73.0
+
+# install_gitlab_ci_local puts gitlab-ci-local (npm) in its versioned folder and on PATH.
+install_gitlab_ci_local() {
+  local dir="$TOOLS_DIR/gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION"
+  if [[ ! -x "$dir/node_modules/.bin/gitlab-ci-local" ]]; then
+    echo "tools: installing gitlab-ci-local $GITLAB_CI_LOCAL_VERSION (npm) into $dir" >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    npm install --prefix "$dir.tmp" --silent --no-audit --no-fund "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >&2
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  PATH="$dir/node_modules/.bin:$PATH"
   export PATH
 }
 

@@ -21,6 +21,7 @@ type targetFlags struct {
 	dockerHost   string
 	publish      string
 	readyTimeout time.Duration
+	checkHost    string
 	smokeFixture string
 	pipelineRun  string
 }
@@ -31,6 +32,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.target, "target", envOr("MODELSHIP_TARGET", "docker"), "deploy target: docker (MODELSHIP_TARGET)")
 	fl.StringVar(&f.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker engine: unix:///path or tcp://host:port (DOCKER_HOST)")
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
+	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long a new server may take to become ready")
 	fl.StringVar(&f.smokeFixture, "smoke-fixture", envOr("MODELSHIP_SMOKE_FIXTURE", "tests/fixtures/digits_validation.json"), "fixture whose first sample is the smoke inference (MODELSHIP_SMOKE_FIXTURE)")
 	fl.StringVar(&f.pipelineRun, "pipeline-run", firstEnv("MODELSHIP_PIPELINE_RUN", "GITHUB_RUN_ID", "CI_PIPELINE_ID"), "pipeline run recorded in the state (GITHUB_RUN_ID, CI_PIPELINE_ID)")
@@ -59,7 +61,7 @@ func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, *client.C
 	if err != nil {
 		return deploy.Deps{}, nil, usageError{fmt.Errorf("docker client for %q: %w", f.dockerHost, err)}
 	}
-	target, err := deploy.NewDocker(deploy.DockerConfig{Client: cli, Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout})
+	target, err := deploy.NewDocker(deploy.DockerConfig{Client: cli, Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
 	if err != nil {
 		cli.Close()
 		return deploy.Deps{}, nil, usageError{err}
@@ -80,7 +82,7 @@ func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, *client.C
 func newDeployCmd(g *globals) *cobra.Command {
 	var tf targetFlags
 	var rel deploy.Release
-	var branch string
+	var branch, archive string
 	cmd := &cobra.Command{
 		Use:   "deploy --image REF --model-version V --git-sha SHA --branch main",
 		Short: "Roll a model server image out, verify it, and record it in deploy_state.json",
@@ -103,6 +105,11 @@ its digest, the model version and the time.`,
 				return err
 			}
 			defer cli.Close()
+			if archive != "" && branch == deploy.DeployBranch {
+				if err := deploy.LoadImageArchive(cmd.Context(), cli, archive, rel.Image); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s on %s, publish %s\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, cli.DaemonHost(), tf.publish)
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch, PipelineRun: tf.pipelineRun, Release: rel})
@@ -125,6 +132,7 @@ its digest, the model version and the time.`,
 	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name the server serves (MODELSHIP_MODEL_NAME)")
 	f.StringVar(&rel.ModelVersion, "model-version", "", "model version in the image (required)")
 	f.StringVar(&rel.GitSHA, "git-sha", "", "commit the image was built from (required)")
+	f.StringVar(&archive, "image-archive", "", "load the image from this tarball into the engine first, tagged --image (no registry needed)")
 	f.StringVar(&branch, "branch", firstEnv("MODELSHIP_BRANCH", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"), "branch of this run; only main deploys (GITHUB_REF_NAME, CI_COMMIT_BRANCH)")
 	for _, name := range []string{"image", "model-version", "git-sha"} {
 		_ = cmd.MarkFlagRequired(name)

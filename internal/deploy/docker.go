@@ -36,6 +36,9 @@ const (
 	serverPort        = nat.Port("8000/tcp")
 )
 
+// CheckViaContainerIP verifies a container at its own network address, port 8000.
+const CheckViaContainerIP = "container"
+
 // ErrImageNotFound marks an image reference that no registry has.
 var ErrImageNotFound = errors.New("image not found")
 
@@ -44,10 +47,14 @@ var ErrEngineUnreachable = errors.New("docker engine unreachable")
 
 // DockerConfig configures the Docker Engine target.
 type DockerConfig struct {
-	Client       *client.Client
-	Environment  string
-	Publish      string        // host address of the live server, "127.0.0.1:8000" or ":8000"
-	CheckHost    string        // where this process reaches published ports; default from the engine's address
+	Client      *client.Client
+	Environment string
+	Publish     string // host address of the live server, "127.0.0.1:8000" or ":8000"
+	// CheckHost is where this process reaches a server to verify it: a host for the published
+	// ports (default: the engine's address), or CheckViaContainerIP to use the container's own
+	// address on its Docker network (for a deployer that runs in a container on the same host,
+	// such as a Dagger function, where the host's loopback is out of reach).
+	CheckHost    string
 	ReadyTimeout time.Duration // per instance; default 60s
 	KeepStopped  int           // earlier containers kept stopped for fast rollback; default 2
 	RegistryAuth string        // base64 JSON auth for private registries; empty for none
@@ -100,6 +107,18 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	return d, nil
 }
 
+// publicURL is where the live server is published.
+func (d *Docker) publicURL() string {
+	host := d.checkHost
+	if host == CheckViaContainerIP {
+		host = d.hostIP
+		if host == "" || host == "0.0.0.0" {
+			host = "localhost"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, d.hostPort)
+}
+
 // Name is "docker".
 func (d *Docker) Name() string { return "docker" }
 
@@ -129,7 +148,7 @@ func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
 		// Already live (a restore after a failed gate): verify it, and replace it only if it fails.
 		res.Reused, res.Instance = true, live[0].ID
 		if err := d.verifyContainer(ctx, live[0].ID, d.checkHost, d.hostPort, rel, res); err == nil {
-			res.URL = "http://" + net.JoinHostPort(d.checkHost, d.hostPort)
+			res.URL = d.publicURL()
 			return res, nil
 		}
 		res.Reused = false
@@ -142,7 +161,7 @@ func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
 	} else if err := d.rollOut(ctx, img.ID, live, rel, res); err != nil {
 		return res, err
 	}
-	res.URL = "http://" + net.JoinHostPort(d.checkHost, d.hostPort)
+	res.URL = d.publicURL()
 	d.prune(ctx, res.Instance)
 	return res, nil
 }
@@ -346,6 +365,16 @@ func (d *Docker) create(ctx context.Context, imageID string, rel Release, role, 
 func (d *Docker) verifyContainer(ctx context.Context, id, host, port string, rel Release, res *Result) error {
 	vctx, cancel := context.WithTimeout(ctx, d.cfg.ReadyTimeout)
 	defer cancel()
+	if host == CheckViaContainerIP {
+		info, err := d.cfg.Client.ContainerInspect(ctx, id)
+		if err != nil {
+			return fmt.Errorf("inspect container %s: %w", short(id), err)
+		}
+		host, port = containerIP(info), serverPort.Port()
+		if host == "" {
+			return fmt.Errorf("container %s has no network address to verify it at", short(id))
+		}
+	}
 	alive := func(ctx context.Context) error {
 		info, err := d.cfg.Client.ContainerInspect(ctx, id)
 		if err != nil {
@@ -361,6 +390,18 @@ func (d *Docker) verifyContainer(ctx context.Context, id, host, port string, rel
 		err = fmt.Errorf("%w (container log: %s)", err, d.logTail(context.WithoutCancel(ctx), id))
 	}
 	return err
+}
+
+func containerIP(info container.InspectResponse) string {
+	if info.NetworkSettings == nil {
+		return ""
+	}
+	for _, n := range info.NetworkSettings.Networks {
+		if n != nil && n.IPAddress != "" {
+			return n.IPAddress
+		}
+	}
+	return ""
 }
 
 // logTail returns the last lines a container printed, for error messages.

@@ -380,3 +380,54 @@ func TestAWebhookHearsAboutDeploysAndItsFailureNeverFailsOne(t *testing.T) {
 	assert.Contains(t, bodies[0]["text"], "deployed")
 	assert.Equal(t, bodies[0]["text"], bodies[0]["content"], "Slack reads text, Discord content")
 }
+
+// A deployer in a container (a Dagger function) cannot reach the host's loopback; it verifies
+// each container at its own address on the Docker network instead.
+func TestVerificationThroughTheContainersOwnAddress(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	target, err := deploy.NewDocker(deploy.DockerConfig{Client: w.docker, Environment: e.name, Publish: e.publish,
+		CheckHost: deploy.CheckViaContainerIP, ReadyTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	e.deps.Target = target
+	for _, rel := range []string{"v1", "v2"} {
+		out, err := e.deploy(t, rel)
+		require.NoError(t, err)
+		assert.Contains(t, out.Result.URL, e.publish[strings.LastIndex(e.publish, ":"):])
+	}
+	assert.Equal(t, "2", e.serving(t))
+	_, err = e.deploy(t, "weak")
+	require.ErrorIs(t, err, deploy.ErrVerification, "the smoke test runs through the container address too")
+}
+
+// A laptop pipeline hands its image to the engine as a tarball, with no registry in between.
+func TestAnImageArchiveDeploysWithoutARegistry(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	ctx := context.Background()
+	src := w.releases["v1"].Image
+	rc, err := w.docker.ImagePull(ctx, src, image.PullOptions{})
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, rc)
+	rc.Close()
+	saved, err := w.docker.ImageSave(ctx, []string{src})
+	require.NoError(t, err)
+	archive := t.TempDir() + "/image.tar"
+	f, err := os.Create(archive)
+	require.NoError(t, err)
+	_, err = io.Copy(f, saved)
+	require.NoError(t, err)
+	saved.Close()
+	require.NoError(t, f.Close())
+
+	local := "modelship.local/digits:" + sha(1)
+	require.NoError(t, deploy.LoadImageArchive(ctx, w.docker, archive, local))
+	rel := w.releases["v1"]
+	rel.Image = local
+	_, err = deploy.Deploy(ctx, e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+	require.NoError(t, err)
+	assert.Equal(t, "1", e.serving(t))
+
+	require.NoError(t, os.WriteFile(archive, []byte("not a tarball"), 0o644))
+	assert.Error(t, deploy.LoadImageArchive(ctx, w.docker, archive, local))
+}

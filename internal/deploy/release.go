@@ -8,13 +8,14 @@ import (
 
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/notify"
+	"github.com/modelship/modelship/internal/pipeline"
 )
 
 // ErrNotMain refuses a deploy from any branch but the deploy branch.
 var ErrNotMain = errors.New("deploys run only from main")
 
 // DeployBranch is the one branch whose pipelines deploy.
-const DeployBranch = "main"
+const DeployBranch = pipeline.DeployBranch
 
 // Deps are what deploys and rollbacks work with.
 type Deps struct {

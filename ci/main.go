@@ -1,0 +1,570 @@
+// Take an AI model from a commit to production, and back again when it goes wrong.
+//
+// The functions build the modelship CLI and model server from source in cached containers and
+// run them; the CLI does the work (registry, quality gate, deploy state, deploy, rollback), so
+// the same calls run on a laptop and in any CI. With no S3 endpoint given, a MinIO runs inside
+// the session (state kept in a cache volume) seeded with the reference model; with no registry
+// given, a registry service runs for the build, and deploys load the image into the engine.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/modelship/modelship/ci/internal/dagger"
+	"github.com/modelship/modelship/internal/pipeline"
+)
+
+// Cache volume names are namespaced: volumes are shared by every module an engine runs.
+const (
+	cacheGoMod    = "github.com/modelship/modelship:go-mod"
+	cacheGoBuild  = "github.com/modelship/modelship:go-build"
+	cacheModels   = "github.com/modelship/modelship:models"
+	cacheMinio    = "github.com/modelship/modelship:minio-data"
+	gotestsumPkg  = "gotest.tools/gotestsum@v1.13.0"
+	embeddedUser  = "modelship"
+	embeddedS3    = "http://minio:9000"
+	embeddedReg   = "registry:5000"
+	srcDir        = "/src"
+	reportsDir    = "/reports"
+	candidateHost = "candidate"
+)
+
+// Modelship is the pipeline's shared configuration.
+type Modelship struct {
+	// +private
+	Source *dagger.Directory
+	// +private
+	StorageEndpoint string
+	// +private
+	StorageAccessKey *dagger.Secret
+	// +private
+	StorageSecretKey *dagger.Secret
+	// +private
+	StorageRegion string
+	// +private
+	ModelsBucket string
+	// +private
+	StateBucket string
+	// +private
+	Environment string
+	// +private
+	Registry string
+	// +private
+	RegistryUsername string
+	// +private
+	RegistryPassword *dagger.Secret
+	// +private
+	ImageRepository string
+	// +private
+	ModelName string
+	// +private
+	GoImage string
+	// +private
+	RuntimeImage string
+	// +private
+	MinioImage string
+	// +private
+	RegistryImage string
+	// +private
+	WebhookURL *dagger.Secret
+}
+
+func New(
+	// The repository: sources, serving/Dockerfile, tests/fixtures and model_baseline.json.
+	// +defaultPath="/"
+	// +ignore=["**/.git", "ci", "docs", "reports", "test-results", "**/*.test"]
+	source *dagger.Directory,
+	// S3 endpoint of the model registry and deploy state, e.g. https://s3.eu-west-1.amazonaws.com
+	// or http://minio.internal:9000. Empty: a MinIO inside the session, seeded with the reference model.
+	// +optional
+	storageEndpoint string,
+	// S3 access key ID (AWS_ACCESS_KEY_ID).
+	// +optional
+	storageAccessKey *dagger.Secret,
+	// S3 secret access key (AWS_SECRET_ACCESS_KEY).
+	// +optional
+	storageSecretKey *dagger.Secret,
+	// S3 region.
+	// +optional
+	// +default="us-east-1"
+	storageRegion string,
+	// Bucket of the model registry.
+	// +optional
+	// +default="models"
+	modelsBucket string,
+	// Bucket of the deploy_state.json files.
+	// +optional
+	// +default="deploy-state"
+	stateBucket string,
+	// Environment deployed to and recorded in deploy_state.json.
+	// +optional
+	// +default="production"
+	environment string,
+	// Container registry images are pushed to, host[:port] (e.g. ghcr.io). Empty: a registry
+	// service inside the session for builds; deploys then load the image into the engine.
+	// +optional
+	registry string,
+	// Registry user name.
+	// +optional
+	registryUsername string,
+	// Registry password or token.
+	// +optional
+	registryPassword *dagger.Secret,
+	// Image repository under the registry; images are tagged <registry>/<repository>:<git-sha>.
+	// +optional
+	// +default="modelship/digits"
+	imageRepository string,
+	// Model name in the registry and in the server's API.
+	// +optional
+	// +default="digits"
+	modelName string,
+	// Go toolchain image that builds the CLI, the server and runs the gate (a mirror works).
+	// +optional
+	// +default="golang:1.26"
+	goImage string,
+	// Runtime base image of the model server image.
+	// +optional
+	// +default="gcr.io/distroless/static-debian12:nonroot"
+	runtimeImage string,
+	// MinIO image of the embedded S3 store.
+	// +optional
+	// +default="quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+	minioImage string,
+	// Registry image of the embedded container registry.
+	// +optional
+	// +default="registry:3"
+	registryImage string,
+	// Slack- or Discord-compatible webhook told about deploys, rollbacks, failed verifications
+	// and halts (MODELSHIP_WEBHOOK_URL).
+	// +optional
+	webhookUrl *dagger.Secret,
+) (*Modelship, error) {
+	if (storageAccessKey == nil) != (storageSecretKey == nil) {
+		return nil, errors.New("give both --storage-access-key and --storage-secret-key, or neither")
+	}
+	if registry != "" && registryPassword != nil && registryUsername == "" {
+		return nil, errors.New("--registry-password needs --registry-username")
+	}
+	return &Modelship{
+		Source: source, StorageEndpoint: storageEndpoint, StorageAccessKey: storageAccessKey, StorageSecretKey: storageSecretKey, StorageRegion: storageRegion,
+		ModelsBucket: modelsBucket, StateBucket: stateBucket, Environment: environment,
+		Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword,
+		ImageRepository: imageRepository, ModelName: modelName, GoImage: goImage, RuntimeImage: runtimeImage,
+		MinioImage: minioImage, RegistryImage: registryImage, WebhookURL: webhookUrl,
+	}, nil
+}
+
+// goEnv is the Go toolchain with the source and shared module and build caches.
+func (m *Modelship) goEnv() *dagger.Container {
+	return dag.Container().
+		From(m.GoImage).
+		WithMountedCache("/go/pkg/mod", dag.CacheVolume(cacheGoMod)).
+		WithMountedCache("/root/.cache/go-build", dag.CacheVolume(cacheGoBuild)).
+		WithEnvVariable("CGO_ENABLED", "0").
+		WithEnvVariable("GOFLAGS", "-trimpath").
+		WithDirectory(srcDir, m.Source).
+		WithWorkdir(srcDir)
+}
+
+// Tools builds the modelship CLI, the model server and gotestsum from source.
+func (m *Modelship) Tools() *dagger.Directory {
+	return m.goEnv().
+		WithEnvVariable("GOBIN", "/out").
+		WithExec([]string{"go", "build", "-o", "/out/", "./cmd/modelship", "./serving/cmd/model-server"}).
+		WithExec([]string{"go", "install", gotestsumPkg}).
+		Directory("/out")
+}
+
+// storage is where the registry and the state live, and the service to bind when embedded.
+func (m *Modelship) storage() (endpoint string, svc *dagger.Service, access, secret *dagger.Secret) {
+	if m.StorageEndpoint != "" {
+		return m.StorageEndpoint, nil, m.StorageAccessKey, m.StorageSecretKey
+	}
+	// An ephemeral store on the engine: its fixed credentials guard nothing outside the session.
+	password := dag.SetSecret("modelship-embedded-minio-password", "modelship-embedded-minio")
+	user := dag.SetSecret("modelship-embedded-minio-user", embeddedUser)
+	svc = dag.Container().
+		From(m.MinioImage).
+		WithMountedCache("/data", dag.CacheVolume(cacheMinio)).
+		WithEnvVariable("MINIO_ROOT_USER", embeddedUser).
+		WithSecretVariable("MINIO_ROOT_PASSWORD", password).
+		WithEnvVariable("MINIO_BROWSER", "off").
+		WithExposedPort(9000).
+		AsService(dagger.ContainerAsServiceOpts{Args: []string{"minio", "server", "/data", "--address", ":9000"}})
+	return embeddedS3, svc, user, password
+}
+
+// Cli is a container with the modelship CLI set up for this pipeline's storage and caches,
+// e.g. `dagger call cli terminal`, or `dagger call cli with-exec --args modelship,model,ls,--name,digits stdout`.
+func (m *Modelship) Cli() *dagger.Container {
+	endpoint, svc, access, secret := m.storage()
+	c := m.goEnv().
+		WithDirectory("/usr/local/bin", m.Tools()).
+		WithMountedCache("/var/cache/modelship", dag.CacheVolume(cacheModels)).
+		WithEnvVariable("MODELSHIP_CACHE_DIR", "/var/cache/modelship").
+		WithEnvVariable("AWS_ENDPOINT_URL_S3", endpoint).
+		WithEnvVariable("AWS_REGION", m.StorageRegion).
+		WithEnvVariable("MODELSHIP_MODELS_BUCKET", m.ModelsBucket).
+		WithEnvVariable("MODELSHIP_STATE_BUCKET", m.StateBucket).
+		WithEnvVariable("MODELSHIP_ENVIRONMENT", m.Environment).
+		WithEnvVariable("MODELSHIP_MODEL_NAME", m.ModelName)
+	if access != nil {
+		c = c.WithSecretVariable("AWS_ACCESS_KEY_ID", access).WithSecretVariable("AWS_SECRET_ACCESS_KEY", secret)
+	}
+	if m.WebhookURL != nil {
+		c = c.WithSecretVariable("MODELSHIP_WEBHOOK_URL", m.WebhookURL)
+	}
+	if svc != nil {
+		// The embedded store starts empty: give it the reference model (a no-op once there).
+		c = c.WithServiceBinding("minio", svc).
+			WithExec([]string{"modelship", "model", "push", pipeline.ReferenceModelFile, "--name", m.ModelName,
+				"--version", pipeline.ReferenceModelVersion, "--git-sha", pipeline.ReferenceGitSHA})
+	}
+	return c
+}
+
+// manifest is the part of `modelship model pull --json` the pipeline reads.
+type manifest struct {
+	Manifest struct {
+		Version string `json:"version"`
+		GitSHA  string `json:"git_sha"`
+		SHA256  string `json:"sha256"`
+	}
+}
+
+// pullModel fetches the model version (or the newest pushed from gitSha, or the latest).
+func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) (*dagger.File, manifest, error) {
+	args := []string{"modelship", "--json", "model", "pull", "--name", m.ModelName, "-o", "/model/model.onnx"}
+	switch {
+	case modelVersion != "":
+		args = append(args, "--version", modelVersion)
+	case gitSha != "":
+		args = append(args, "--git-sha", gitSha)
+	}
+	pulled := m.Cli().WithExec(args)
+	var man manifest
+	out, err := pulled.Stdout(ctx)
+	if err != nil {
+		return nil, man, fmt.Errorf("pull model %s from the registry: %w", m.ModelName, err)
+	}
+	if err := json.Unmarshal([]byte(out), &man); err != nil {
+		return nil, man, fmt.Errorf("read the pulled model's manifest: %w", err)
+	}
+	return pulled.File("/model/model.onnx"), man, nil
+}
+
+// serverImage builds serving/Dockerfile with the model placed in the build context.
+func (m *Modelship) serverImage(model *dagger.File, man manifest, revision string) *dagger.Container {
+	return m.Source.
+		WithFile("models/candidate.onnx", model).
+		DockerBuild(dagger.DirectoryDockerBuildOpts{
+			Dockerfile: "serving/Dockerfile",
+			BuildArgs: []dagger.BuildArg{
+				{Name: "GO_IMAGE", Value: m.GoImage},
+				{Name: "RUNTIME_IMAGE", Value: m.RuntimeImage},
+				{Name: "MODEL_FILE", Value: "models/candidate.onnx"},
+				{Name: "MODEL_NAME", Value: m.ModelName},
+				{Name: "MODEL_VERSION", Value: man.Manifest.Version},
+				{Name: "REVISION", Value: revision},
+			},
+		})
+}
+
+// Serve runs a model version's server image as a service: `dagger call serve up --ports 8000:8000`.
+func (m *Modelship) Serve(
+	ctx context.Context,
+	// Model version to serve (default: the newest, or the one pushed from --git-sha).
+	// +optional
+	modelVersion string,
+	// Serve the newest version pushed from this commit.
+	// +optional
+	gitSha string,
+) (*dagger.Service, error) {
+	model, man, err := m.pullModel(ctx, modelVersion, gitSha)
+	if err != nil {
+		return nil, err
+	}
+	return m.serverImage(model, man, man.Manifest.GitSHA).
+		WithExposedPort(8000).
+		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
+}
+
+// gate runs the quality gate against the candidate served from its image, and returns the
+// reports and the gate's exit code. The reports are there whatever the verdict.
+func (m *Modelship) gate(ctx context.Context, modelVersion, gitSha string) (*dagger.Directory, int, error) {
+	candidate, err := m.Serve(ctx, modelVersion, gitSha)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, man, err := m.pullModel(ctx, modelVersion, gitSha)
+	if err != nil {
+		return nil, 0, err
+	}
+	run := m.Cli().
+		WithServiceBinding(candidateHost, candidate).
+		WithEnvVariable("MODELSHIP_SERVER_URL", "http://"+candidateHost+":8000").
+		WithEnvVariable("MODELSHIP_MODEL_VERSION", man.Manifest.Version).
+		WithEnvVariable("MODELSHIP_REPORT_DIR", reportsDir).
+		WithExec([]string{"bash", "scripts/gate.sh"}, dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
+	code, err := run.ExitCode(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("run the quality gate: %w", err)
+	}
+	return run.Directory(reportsDir), code, nil
+}
+
+// QualityReports runs the quality gate on a candidate and returns its reports, pass or fail:
+// test-results.xml (JUnit), quality-report.json, quality-report.md and the charts.
+// `dagger call quality-reports --git-sha $SHA export --path reports`
+func (m *Modelship) QualityReports(
+	ctx context.Context,
+	// Model version to gate (default: the newest, or the one pushed from --git-sha).
+	// +optional
+	modelVersion string,
+	// Gate the newest version pushed from this commit.
+	// +optional
+	gitSha string,
+) (*dagger.Directory, error) {
+	reports, _, err := m.gate(ctx, modelVersion, gitSha)
+	return reports, err
+}
+
+// TestQuality is the test-quality stage: the candidate from the registry must reach the floors
+// in model_baseline.json (accuracy >= 0.85, p95 latency < 200 ms, ...). Returns the reports;
+// fails, naming every missed floor, when the gate fails. The reports of a failed run come from
+// quality-reports (the same run, cached).
+// +check
+func (m *Modelship) TestQuality(
+	ctx context.Context,
+	// Model version to gate (default: the newest, or the one pushed from --git-sha).
+	// +optional
+	modelVersion string,
+	// Gate the newest version pushed from this commit.
+	// +optional
+	gitSha string,
+) (*dagger.Directory, error) {
+	reports, code, err := m.gate(ctx, modelVersion, gitSha)
+	if err != nil {
+		return nil, err
+	}
+	if code != 0 {
+		summary, _ := reports.File("quality-report.md").Contents(ctx)
+		return nil, fmt.Errorf("quality gate failed (exit %d); export the reports with quality-reports:\n%s", code, summary)
+	}
+	return reports, nil
+}
+
+// registryRef is where an image of gitSha is pushed, and the registry service when embedded.
+func (m *Modelship) registryRef(gitSha string) (string, *dagger.Service, error) {
+	host := m.Registry
+	var svc *dagger.Service
+	if host == "" {
+		host = embeddedReg
+		svc = dag.Container().From(m.RegistryImage).WithExposedPort(5000).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
+	}
+	ref, err := pipeline.ImageRef(host, m.ImageRepository, gitSha)
+	return ref, svc, err
+}
+
+// image builds the server image of the model pushed from gitSha (or modelVersion).
+func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*dagger.Container, manifest, error) {
+	if err := pipeline.ValidateGitSHA(gitSha); err != nil {
+		return nil, manifest{}, err
+	}
+	model, man, err := m.pullModel(ctx, modelVersion, gitSha)
+	if err != nil {
+		return nil, man, err
+	}
+	return m.serverImage(model, man, gitSha), man, nil
+}
+
+// BuildImage is the build-image stage: fetches the model artifact for the commit (or version)
+// from the registry, builds serving/Dockerfile with it, and pushes <registry>/<repository>:<git-sha>.
+// Returns the pushed reference with its digest.
+func (m *Modelship) BuildImage(
+	ctx context.Context,
+	// Commit being built; the image tag (full SHA, never a moving tag).
+	gitSha string,
+	// Model version to bake in (default: the newest pushed from --git-sha).
+	// +optional
+	modelVersion string,
+) (string, error) {
+	img, _, err := m.image(ctx, gitSha, modelVersion)
+	if err != nil {
+		return "", err
+	}
+	ref, svc, err := m.registryRef(gitSha)
+	if err != nil {
+		return "", err
+	}
+	if m.RegistryPassword != nil {
+		img = img.WithRegistryAuth(m.Registry, m.RegistryUsername, m.RegistryPassword)
+	}
+	digest, err := img.Publish(ctx, ref, dagger.ContainerPublishOpts{RegistryService: svc})
+	if err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	return digest, nil
+}
+
+// deployer is the CLI container wired to a Docker engine: a socket, or a tcp:// host.
+func (m *Modelship) deployer(dockerSocket *dagger.Socket, dockerHost string) (*dagger.Container, error) {
+	c := m.Cli().WithEnvVariable("MODELSHIP_CHECK_HOST", "container")
+	switch {
+	case dockerSocket != nil && dockerHost != "":
+		return nil, errors.New("give --docker-socket or --docker-host, not both")
+	case dockerSocket != nil:
+		return c.WithUnixSocket("/var/run/docker.sock", dockerSocket).WithEnvVariable("DOCKER_HOST", "unix:///var/run/docker.sock"), nil
+	case strings.HasPrefix(dockerHost, "tcp://"):
+		return c.WithEnvVariable("DOCKER_HOST", dockerHost), nil
+	default:
+		return nil, fmt.Errorf("a Docker engine is needed: --docker-socket /var/run/docker.sock or --docker-host tcp://HOST:2375 (got %q)", dockerHost)
+	}
+}
+
+// Deploy is the deploy stage (main only): rolls the commit's image out to a Docker engine,
+// verifies readiness and a smoke inference, and records it in deploy_state.json.
+// +cache="never"
+func (m *Modelship) Deploy(
+	ctx context.Context,
+	// Commit being deployed.
+	gitSha string,
+	// Branch of this run; anything but main is refused.
+	branch string,
+	// Docker engine socket, e.g. /var/run/docker.sock.
+	// +optional
+	dockerSocket *dagger.Socket,
+	// Docker engine address, tcp://HOST:PORT.
+	// +optional
+	dockerHost string,
+	// Address the live server is published on, on the Docker host.
+	// +optional
+	// +default="0.0.0.0:8000"
+	publish string,
+	// Model version in the image (default: the newest pushed from --git-sha).
+	// +optional
+	modelVersion string,
+) (string, error) {
+	if branch != pipeline.DeployBranch {
+		return "", fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
+	}
+	c, err := m.deployer(dockerSocket, dockerHost)
+	if err != nil {
+		return "", err
+	}
+	img, man, err := m.image(ctx, gitSha, modelVersion)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", man.Manifest.Version, "--publish", publish}
+	if m.Registry == "" {
+		// No registry the engine can reach: hand it the image as a tarball.
+		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
+		c = c.WithFile("/image.tar", img.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDocker}))
+		args = append(args, "--image", local, "--image-archive", "/image.tar")
+	} else {
+		ref, err := m.BuildImage(ctx, gitSha, man.Manifest.Version)
+		if err != nil {
+			return "", err
+		}
+		args = append(args, "--image", ref)
+	}
+	return c.WithExec(args).Stdout(ctx)
+}
+
+// Rollback puts the last good deployment back from deploy_state.json, within the rollback
+// budget: the third rollback within an hour halts the environment until `state resume`.
+// +cache="never"
+func (m *Modelship) Rollback(
+	ctx context.Context,
+	// Why; recorded in deploy_state.json and sent to the webhook.
+	reason string,
+	// current restores what the state records as live (after a failed gate or rollout);
+	// previous goes back past it.
+	// +optional
+	// +default="current"
+	to string,
+	// Docker engine socket, e.g. /var/run/docker.sock.
+	// +optional
+	dockerSocket *dagger.Socket,
+	// Docker engine address, tcp://HOST:PORT.
+	// +optional
+	dockerHost string,
+	// Address the live server is published on, on the Docker host.
+	// +optional
+	// +default="0.0.0.0:8000"
+	publish string,
+) (string, error) {
+	c, err := m.deployer(dockerSocket, dockerHost)
+	if err != nil {
+		return "", err
+	}
+	return c.WithExec([]string{"modelship", "rollback", "--reason", reason, "--to", to, "--publish", publish}).Stdout(ctx)
+}
+
+// State prints the environment's deploy_state.json, validated.
+// +cache="never"
+func (m *Modelship) State(ctx context.Context) (string, error) {
+	return m.Cli().WithExec([]string{"modelship", "state", "show"}).Stdout(ctx)
+}
+
+// Pipeline is the whole run: the quality gate; on failure a rollback (on main) and fail; else
+// build the image, and on main deploy and verify it, rolling back and failing if it is unhealthy.
+// +cache="never"
+func (m *Modelship) Pipeline(
+	ctx context.Context,
+	// Commit being shipped.
+	gitSha string,
+	// Branch of this run; only main deploys.
+	// +optional
+	// +default="main"
+	branch string,
+	// Model version (default: the newest pushed from --git-sha, else the newest).
+	// +optional
+	modelVersion string,
+	// Docker engine socket, e.g. /var/run/docker.sock.
+	// +optional
+	dockerSocket *dagger.Socket,
+	// Docker engine address, tcp://HOST:PORT.
+	// +optional
+	dockerHost string,
+	// Address the live server is published on, on the Docker host.
+	// +optional
+	// +default="0.0.0.0:8000"
+	publish string,
+) (string, error) {
+	if err := pipeline.ValidateGitSHA(gitSha); err != nil {
+		return "", err
+	}
+	var log strings.Builder
+	if _, err := m.TestQuality(ctx, modelVersion, gitSha); err != nil {
+		fmt.Fprintf(&log, "test-quality: FAILED\n%v\n", err)
+		if branch == pipeline.DeployBranch {
+			out, rerr := m.Rollback(ctx, "quality gate failed for "+gitSha, "current", dockerSocket, dockerHost, publish)
+			fmt.Fprintf(&log, "rollback: %s %v\n", out, rerr)
+		}
+		return "", errors.New(log.String())
+	}
+	log.WriteString("test-quality: passed\n")
+	if branch != pipeline.DeployBranch {
+		ref, err := m.BuildImage(ctx, gitSha, modelVersion)
+		if err != nil {
+			return "", fmt.Errorf("%sbuild-image: %w", log.String(), err)
+		}
+		fmt.Fprintf(&log, "build-image: %s\ndeploy: skipped (branch %s; only %s deploys)\n", ref, branch, pipeline.DeployBranch)
+		return log.String(), nil
+	}
+	out, err := m.Deploy(ctx, gitSha, branch, dockerSocket, dockerHost, publish, modelVersion)
+	if err != nil {
+		fmt.Fprintf(&log, "deploy: FAILED: %v\n", err)
+		rb, rerr := m.Rollback(ctx, "deploy of "+gitSha+" failed verification", "current", dockerSocket, dockerHost, publish)
+		fmt.Fprintf(&log, "rollback: %s %v\n", rb, rerr)
+		return "", errors.New(log.String())
+	}
+	fmt.Fprintf(&log, "deploy: %s", out)
+	return log.String(), nil
+}

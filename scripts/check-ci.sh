@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Checks what no unit test covers: the Dagger module type-checks against dagger.io/dagger v0.21.9
+# without an engine, the GitHub workflow passes actionlint, and the GitLab file passes
+# gitlab-ci-local's schema validation and lists the jobs it should. Run by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "check-ci: type-checking ci/ against dagger.io/dagger (tag modelship_typecheck)" >&2
+(cd ci && go mod download dagger.io/dagger && go vet -tags modelship_typecheck ./...)
+
+echo "check-ci: actionlint" >&2
+actionlint .github/workflows/*.yml
+
+echo "check-ci: gitlab-ci-local --list" >&2
+list_jobs() { gitlab-ci-local --list "$@" 2>/dev/null | awk '/^name /{table=1; next} table {print $1}' | tr '\n' ' '; }
+jobs=$(list_jobs)
+for job in test-quality build-image deploy rollback; do
+  [[ " $jobs " == *" $job "* ]] || { echo "check-ci: .gitlab-ci.yml has no job $job (jobs: $jobs)" >&2; exit 1; }
+done
+branch_jobs=$(list_jobs --variable CI_COMMIT_BRANCH=feature-x --ignore-predefined-vars CI_COMMIT_BRANCH)
+[[ " $branch_jobs " == *" test-quality "* ]] || { echo "check-ci: could not list the jobs of a feature branch" >&2; exit 1; }
+[[ " $branch_jobs " != *" deploy "* ]] || { echo "check-ci: deploy must not run on a feature branch" >&2; exit 1; }
+echo "check-ci: ok ($jobs)" >&2
