@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
 	"github.com/modelship/modelship/internal/pipeline"
@@ -245,7 +246,12 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	case gitSha != "":
 		args = append(args, "--git-sha", gitSha)
 	}
-	pulled := m.Cli().WithExec(args)
+	c := m.Cli()
+	if modelVersion == "" && gitSha == "" {
+		// "latest" moves: resolve it afresh rather than reuse a cached pull of another day.
+		c = c.WithEnvVariable("MODELSHIP_RESOLVED_AT", time.Now().UTC().Format(time.RFC3339Nano))
+	}
+	pulled := c.WithExec(args)
 	var man manifest
 	out, err := pulled.Stdout(ctx)
 	if err != nil {
