@@ -417,10 +417,28 @@ func (m *Modelship) BuildImage(
 	return digest, nil
 }
 
-// deployer is the CLI container wired to a Docker engine: a socket, or a tcp:// host.
-func (m *Modelship) deployer(dockerSocket *dagger.Socket, dockerHost string) (*dagger.Container, error) {
+// target says where deploys and rollbacks go: a Docker engine, or a Kubernetes cluster.
+type target struct {
+	dockerSocket *dagger.Socket
+	dockerHost   string
+	kubeconfig   *dagger.Secret
+	namespace    string
+}
+
+// deployer is the CLI container wired to the target: a Docker engine by socket or tcp:// host,
+// or a cluster by kubeconfig (mounted as a secret file).
+func (m *Modelship) deployer(t target) (*dagger.Container, error) {
 	c := m.Cli().WithEnvVariable("MODELSHIP_CHECK_HOST", "container")
+	dockerSocket, dockerHost := t.dockerSocket, t.dockerHost
 	switch {
+	case t.kubeconfig != nil && (dockerSocket != nil || dockerHost != ""):
+		return nil, errors.New("give a Docker engine (--docker-socket, --docker-host) or a cluster (--kubeconfig), not both")
+	case t.kubeconfig != nil:
+		return c.WithMountedSecret("/run/secrets/kubeconfig", t.kubeconfig).
+			WithEnvVariable("MODELSHIP_TARGET", "kubernetes").
+			WithEnvVariable("KUBECONFIG", "/run/secrets/kubeconfig").
+			WithEnvVariable("MODELSHIP_NAMESPACE", t.namespace).
+			WithEnvVariable("MODELSHIP_K8S_NAME", m.ModelName), nil
 	case dockerSocket != nil && dockerHost != "":
 		return nil, errors.New("give --docker-socket or --docker-host, not both")
 	case dockerSocket != nil:
@@ -428,7 +446,7 @@ func (m *Modelship) deployer(dockerSocket *dagger.Socket, dockerHost string) (*d
 	case strings.HasPrefix(dockerHost, "tcp://"):
 		return c.WithEnvVariable("DOCKER_HOST", dockerHost), nil
 	default:
-		return nil, fmt.Errorf("a Docker engine is needed: --docker-socket /var/run/docker.sock or --docker-host tcp://HOST:2375 (got %q)", dockerHost)
+		return nil, fmt.Errorf("a target is needed: --docker-socket /var/run/docker.sock, --docker-host tcp://HOST:2375 or --kubeconfig (got %q)", dockerHost)
 	}
 }
 
@@ -447,6 +465,13 @@ func (m *Modelship) Deploy(
 	// Docker engine address, tcp://HOST:PORT.
 	// +optional
 	dockerHost string,
+	// Kubeconfig of a cluster to deploy to blue-green instead of a Docker engine.
+	// +optional
+	kubeconfig *dagger.Secret,
+	// Kubernetes namespace.
+	// +optional
+	// +default="default"
+	namespace string,
 	// Address the live server is published on, on the Docker host.
 	// +optional
 	// +default="0.0.0.0:8000"
@@ -458,7 +483,8 @@ func (m *Modelship) Deploy(
 	if branch != pipeline.DeployBranch {
 		return "", fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
 	}
-	c, err := m.deployer(dockerSocket, dockerHost)
+	t := target{dockerSocket: dockerSocket, dockerHost: dockerHost, kubeconfig: kubeconfig, namespace: namespace}
+	c, err := m.deployer(t)
 	if err != nil {
 		return "", err
 	}
@@ -467,6 +493,9 @@ func (m *Modelship) Deploy(
 		return "", err
 	}
 	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", man.Manifest.Version, "--publish", publish}
+	if m.Registry == "" && kubeconfig != nil {
+		return "", errors.New("a cluster pulls images from a registry: give --registry to deploy to Kubernetes")
+	}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
@@ -500,12 +529,19 @@ func (m *Modelship) Rollback(
 	// Docker engine address, tcp://HOST:PORT.
 	// +optional
 	dockerHost string,
+	// Kubeconfig of a cluster to deploy to blue-green instead of a Docker engine.
+	// +optional
+	kubeconfig *dagger.Secret,
+	// Kubernetes namespace.
+	// +optional
+	// +default="default"
+	namespace string,
 	// Address the live server is published on, on the Docker host.
 	// +optional
 	// +default="0.0.0.0:8000"
 	publish string,
 ) (string, error) {
-	c, err := m.deployer(dockerSocket, dockerHost)
+	c, err := m.deployer(target{dockerSocket: dockerSocket, dockerHost: dockerHost, kubeconfig: kubeconfig, namespace: namespace})
 	if err != nil {
 		return "", err
 	}
@@ -538,6 +574,13 @@ func (m *Modelship) Pipeline(
 	// Docker engine address, tcp://HOST:PORT.
 	// +optional
 	dockerHost string,
+	// Kubeconfig of a cluster to deploy to blue-green instead of a Docker engine.
+	// +optional
+	kubeconfig *dagger.Secret,
+	// Kubernetes namespace.
+	// +optional
+	// +default="default"
+	namespace string,
 	// Address the live server is published on, on the Docker host.
 	// +optional
 	// +default="0.0.0.0:8000"
@@ -550,7 +593,7 @@ func (m *Modelship) Pipeline(
 	if _, err := m.TestQuality(ctx, modelVersion, gitSha); err != nil {
 		fmt.Fprintf(&log, "test-quality: FAILED\n%v\n", err)
 		if branch == pipeline.DeployBranch {
-			out, rerr := m.Rollback(ctx, "quality gate failed for "+gitSha, "current", dockerSocket, dockerHost, publish)
+			out, rerr := m.Rollback(ctx, "quality gate failed for "+gitSha, "current", dockerSocket, dockerHost, kubeconfig, namespace, publish)
 			fmt.Fprintf(&log, "rollback: %s %v\n", out, rerr)
 		}
 		return "", errors.New(log.String())
@@ -564,10 +607,10 @@ func (m *Modelship) Pipeline(
 		fmt.Fprintf(&log, "build-image: %s\ndeploy: skipped (branch %s; only %s deploys)\n", ref, branch, pipeline.DeployBranch)
 		return log.String(), nil
 	}
-	out, err := m.Deploy(ctx, gitSha, branch, dockerSocket, dockerHost, publish, modelVersion)
+	out, err := m.Deploy(ctx, gitSha, branch, dockerSocket, dockerHost, kubeconfig, namespace, publish, modelVersion)
 	if err != nil {
 		fmt.Fprintf(&log, "deploy: FAILED: %v\n", err)
-		rb, rerr := m.Rollback(ctx, "deploy of "+gitSha+" failed verification", "current", dockerSocket, dockerHost, publish)
+		rb, rerr := m.Rollback(ctx, "deploy of "+gitSha+" failed verification", "current", dockerSocket, dockerHost, kubeconfig, namespace, publish)
 		fmt.Fprintf(&log, "rollback: %s %v\n", rb, rerr)
 		return "", errors.New(log.String())
 	}

@@ -84,7 +84,8 @@ install_debian_packages
 log "building pinned tools into $TOOLS_DIR"
 install_go_tools
 install_gitlab_ci_local
-required+=(minio registry gotestsum)
+install_kube_tools
+required+=(minio registry gotestsum kubernetes)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
 export MODELSHIP_TEST_REQUIRE

@@ -61,6 +61,78 @@ install_gitlab_ci_local() {
   export PATH
 }
 
+ETCD_VERSION=v3.6.16
+KUBE_VERSION=v1.37.2
+KWOK_VERSION=v0.8.0
+
+# build_in_scratch_module builds main packages of modules that need a go.mod of their own
+# (replace directives, tool dependencies) into a versioned folder.
+build_in_scratch_module() {
+  local dir=$1 gomod=$2
+  shift 2
+  local scratch
+  scratch=$(mktemp -d)
+  printf '%s\n' "$gomod" >"$scratch/go.mod"
+  (cd "$scratch" && GOFLAGS=-mod=mod go mod download >/dev/null 2>&1 || true)
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  (cd "$scratch" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/" "$@")
+  rm -rf "$scratch"
+}
+
+# install_kube_tools builds a Kubernetes control plane for the Kubernetes target's tests: etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler and KWOK (fake nodes and pods).
+install_kube_tools() {
+  local start dir
+  dir="$TOOLS_DIR/etcd@$ETCD_VERSION"
+  if [[ ! -x "$dir/etcd" ]]; then
+    start=$SECONDS
+    echo "tools: building etcd $ETCD_VERSION into $dir" >&2
+    build_in_scratch_module "$dir" "module build/etcd
+go 1.26
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION" go.etcd.io/etcd/server/v3
+    mv "$dir.tmp/server" "$dir.tmp/etcd"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    echo "tools: etcd built in $((SECONDS - start))s" >&2
+  fi
+  PATH="$dir:$PATH"
+
+  dir="$TOOLS_DIR/kubernetes@$KUBE_VERSION"
+  if [[ ! -x "$dir/kube-apiserver" || ! -x "$dir/kube-controller-manager" || ! -x "$dir/kube-scheduler" ]]; then
+    start=$SECONDS
+    echo "tools: building kube-apiserver, kube-controller-manager, kube-scheduler $KUBE_VERSION into $dir" >&2
+    local staging="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
+      cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
+      cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt
+      kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics
+      mount-utils pod-security-admission sample-apiserver streaming"
+    local gomod="module build/kubernetes
+go 1.26
+require k8s.io/kubernetes $KUBE_VERSION" repo
+    for repo in $staging; do
+      gomod+=$'\n'"replace k8s.io/$repo => k8s.io/$repo v0${KUBE_VERSION#v1}"
+    done
+    build_in_scratch_module "$dir" "$gomod" k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    echo "tools: Kubernetes control plane built in $((SECONDS - start))s" >&2
+  fi
+  PATH="$dir:$PATH"
+
+  dir="$TOOLS_DIR/kwok@$KWOK_VERSION"
+  if [[ ! -x "$dir/kwok" || ! -d "$dir/stage" ]]; then
+    start=$SECONDS
+    echo "tools: building kwok $KWOK_VERSION into $dir" >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    GOBIN="$dir.tmp" CGO_ENABLED=0 go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    cp -r "$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage" "$dir.tmp/stage"
+    chmod -R u+w "$dir.tmp/stage"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    echo "tools: kwok built in $((SECONDS - start))s" >&2
+  fi
+  PATH="$dir:$PATH"
+  export PATH
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   install_go_tools
 fi

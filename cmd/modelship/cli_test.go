@@ -19,6 +19,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/projectpath"
@@ -296,4 +298,40 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 
 	out, code = c.run(append([]string{"deploy", "--image", reg.Addr + "/digits:missing", "--model-version", "1", "--git-sha", gitSHA, "--branch", "main"}, common...)...)
 	assert.Equal(t, 3, code, "an image no registry has: %s", out)
+}
+
+// The Kubernetes target through the CLI, against the test control plane.
+func TestKubernetesTargetCommands(t *testing.T) {
+	kube := testenv.SharedKube(t)
+	c := newCLI(t)
+	ns := "cli-kube"
+	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	common := []string{"--target", "kubernetes", "--kubeconfig", kube.Kubeconfig, "--namespace", ns, "--k8s-name", "digits",
+		"--env", ns, "--progress-deadline", "5s", "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
+	deployArgs := func(sha, version string) []string {
+		return append([]string{"deploy", "--image", "registry.test/digits:" + sha, "--model-version", version, "--git-sha", sha, "--branch", "main"}, common...)
+	}
+	other := "89abcdef0123456789abcdef0123456789abcdef"
+
+	out, code := c.run(append(deployArgs(gitSHA, "1"), "--dry-run")...)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "kind: Deployment")
+	assert.Contains(t, out, "name: digits-blue")
+
+	out, code = c.run(deployArgs(gitSHA, "1")...)
+	require.Equal(t, 0, code, out)
+	out, code = c.run(deployArgs(other, "2")...)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "steps: read")
+
+	out, code = c.run(append([]string{"rollback", "--to", "previous", "--reason", "v2 unhealthy"}, common...)...)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "restarted", "a selector switch reuses the running colour")
+	svc, err := kube.Client.CoreV1().Services(ns).Get(context.Background(), "digits", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "blue", svc.Spec.Selector["modelship.dev/colour"])
+
+	out, code = c.run(append(deployArgs(gitSHA, "1"), "--kubeconfig", filepath.Join(t.TempDir(), "missing"))...)
+	assert.Equal(t, 2, code, "a kubeconfig that is not there: %s", out)
 }

@@ -5,10 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/notify"
@@ -24,12 +27,32 @@ type targetFlags struct {
 	checkHost    string
 	smokeFixture string
 	pipelineRun  string
+	kube         kubeFlags
+}
+
+// kubeFlags configure the Kubernetes target.
+type kubeFlags struct {
+	kubeconfig, namespace, name            string
+	replicas, idleReplicas                 int32
+	cpuRequest, memoryRequest, memoryLimit string
+	progressDeadline                       time.Duration
+	smokeURL                               string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.env, "env", envOr("MODELSHIP_ENVIRONMENT", "production"), "environment (MODELSHIP_ENVIRONMENT)")
-	fl.StringVar(&f.target, "target", envOr("MODELSHIP_TARGET", "docker"), "deploy target: docker (MODELSHIP_TARGET)")
+	fl.StringVar(&f.target, "target", envOr("MODELSHIP_TARGET", "docker"), "deploy target: docker or kubernetes (MODELSHIP_TARGET)")
+	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fl.StringVar(&f.kube.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
+	fl.StringVar(&f.kube.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
+	fl.Int32Var(&f.kube.replicas, "replicas", 2, "pods per colour")
+	fl.Int32Var(&f.kube.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
+	fl.StringVar(&f.kube.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")
+	fl.StringVar(&f.kube.memoryRequest, "memory-request", "", "memory request per pod, e.g. 128Mi")
+	fl.StringVar(&f.kube.memoryLimit, "memory-limit", "", "memory limit per pod, e.g. 512Mi")
+	fl.DurationVar(&f.kube.progressDeadline, "progress-deadline", time.Minute, "a rollout that does not progress for this long fails")
+	fl.StringVar(&f.kube.smokeURL, "smoke-url", "", "URL of the new colour's server for the smoke inference, {colour} replaced (optional; the cluster must be reachable)")
 	fl.StringVar(&f.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker engine: unix:///path or tcp://host:port (DOCKER_HOST)")
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
 	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
@@ -49,40 +72,85 @@ func firstEnv(keys ...string) string {
 
 // deps builds the target, state store and notifier. The webhook URL is a secret: it comes
 // from MODELSHIP_WEBHOOK_URL only, never a flag, and is never printed.
-func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, *client.Client, error) {
-	if f.target != "docker" {
-		return deploy.Deps{}, nil, usageError{fmt.Errorf("--target %q: this modelship deploys to docker", f.target)}
+func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, io.Closer, error) {
+	store, err := g.stateStore()
+	if err != nil {
+		return deploy.Deps{}, nil, err
 	}
+	n, err := notify.NewWebhook(os.Getenv("MODELSHIP_WEBHOOK_URL"), slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return deploy.Deps{}, nil, usageError{err}
+	}
+	switch f.target {
+	case "docker":
+		target, cli, err := f.docker()
+		if err != nil {
+			return deploy.Deps{}, nil, err
+		}
+		return deploy.Deps{Target: target, State: store, Notifier: n}, cli, nil
+	case "kubernetes":
+		target, err := f.kubernetes()
+		if err != nil {
+			return deploy.Deps{}, nil, err
+		}
+		return deploy.Deps{Target: target, State: store, Notifier: n}, io.NopCloser(nil), nil
+	default:
+		return deploy.Deps{}, nil, usageError{fmt.Errorf("--target %q: use docker or kubernetes", f.target)}
+	}
+}
+
+func (f *targetFlags) kubernetes() (*deploy.Kubernetes, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if f.kube.kubeconfig != "" {
+		rules.ExplicitPath = f.kube.kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, usageError{fmt.Errorf("kubeconfig: %w", err)}
+	}
+	// Rollout and endpoint polling run at 10-20 requests/s; client-go's default 5/s would throttle them.
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("kubernetes client: %w", err)}
+	}
+	kc := deploy.KubernetesConfig{Client: cs, Namespace: f.kube.namespace, Name: f.kube.name, Environment: f.env,
+		Replicas: f.kube.replicas, IdleReplicas: f.kube.idleReplicas, CPURequest: f.kube.cpuRequest,
+		MemoryRequest: f.kube.memoryRequest, MemoryLimit: f.kube.memoryLimit, ProgressDeadline: f.kube.progressDeadline,
+		RolloutTimeout: f.readyTimeout + f.kube.progressDeadline}
+	if f.kube.smokeURL != "" {
+		tmpl := f.kube.smokeURL
+		kc.SmokeURL = func(colour string) string { return strings.ReplaceAll(tmpl, "{colour}", colour) }
+	}
+	t, err := deploy.NewKubernetes(kc)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return t, nil
+}
+
+func (f *targetFlags) docker() (*deploy.Docker, *client.Client, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if f.dockerHost != "" {
 		opts = append(opts, client.WithHost(f.dockerHost))
 	}
 	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
-		return deploy.Deps{}, nil, usageError{fmt.Errorf("docker client for %q: %w", f.dockerHost, err)}
+		return nil, nil, usageError{fmt.Errorf("docker client for %q: %w", f.dockerHost, err)}
 	}
 	target, err := deploy.NewDocker(deploy.DockerConfig{Client: cli, Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
 	if err != nil {
 		cli.Close()
-		return deploy.Deps{}, nil, usageError{err}
+		return nil, nil, usageError{err}
 	}
-	store, err := g.stateStore()
-	if err != nil {
-		cli.Close()
-		return deploy.Deps{}, nil, err
-	}
-	n, err := notify.NewWebhook(os.Getenv("MODELSHIP_WEBHOOK_URL"), slog.New(slog.NewTextHandler(stderr, nil)))
-	if err != nil {
-		cli.Close()
-		return deploy.Deps{}, nil, usageError{err}
-	}
-	return deploy.Deps{Target: target, State: store, Notifier: n}, cli, nil
+	return target, cli, nil
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var tf targetFlags
 	var rel deploy.Release
 	var branch, archive string
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "deploy --image REF --model-version V --git-sha SHA --branch main",
 		Short: "Roll a model server image out, verify it, and record it in deploy_state.json",
@@ -100,18 +168,29 @@ its digest, the model version and the time.`,
 				return usageError{err}
 			}
 			rel.Smoke = smoke
-			deps, cli, err := tf.deps(g, cmd.ErrOrStderr())
+			deps, closer, err := tf.deps(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer cli.Close()
+			defer closer.Close()
+			if dryRun {
+				k, ok := deps.Target.(*deploy.Kubernetes)
+				if !ok {
+					return usageError{fmt.Errorf("--dry-run prints Kubernetes manifests: use it with --target kubernetes")}
+				}
+				return k.DryRun(cmd.Context(), rel, cmd.OutOrStdout())
+			}
 			if archive != "" && branch == deploy.DeployBranch {
-				if err := deploy.LoadImageArchive(cmd.Context(), cli, archive, rel.Image); err != nil {
+				d, ok := deps.Target.(*deploy.Docker)
+				if !ok {
+					return usageError{fmt.Errorf("--image-archive loads into a Docker engine: use it with --target docker")}
+				}
+				if err := d.LoadImageArchive(cmd.Context(), archive, rel.Image); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s on %s, publish %s\n",
-				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, cli.DaemonHost(), tf.publish)
+			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
+				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch, PipelineRun: tf.pipelineRun, Release: rel})
 			if out != nil && out.Result != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "steps: %s\n", out.Result.Steps)
@@ -132,6 +211,7 @@ its digest, the model version and the time.`,
 	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name the server serves (MODELSHIP_MODEL_NAME)")
 	f.StringVar(&rel.ModelVersion, "model-version", "", "model version in the image (required)")
 	f.StringVar(&rel.GitSHA, "git-sha", "", "commit the image was built from (required)")
+	f.BoolVar(&dryRun, "dry-run", false, "print the Kubernetes manifests the deploy would apply, and apply nothing")
 	f.StringVar(&archive, "image-archive", "", "load the image from this tarball into the engine first, tagged --image (no registry needed)")
 	f.StringVar(&branch, "branch", firstEnv("MODELSHIP_BRANCH", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"), "branch of this run; only main deploys (GITHUB_REF_NAME, CI_COMMIT_BRANCH)")
 	for _, name := range []string{"image", "model-version", "git-sha"} {
@@ -160,11 +240,11 @@ person runs 'modelship state resume'.`,
 			if err != nil {
 				return usageError{err}
 			}
-			deps, cli, err := tf.deps(g, cmd.ErrOrStderr())
+			deps, closer, err := tf.deps(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer cli.Close()
+			defer closer.Close()
 			out, err := deploy.Rollback(cmd.Context(), deps, deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to),
 				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge})
 			if out != nil && out.Result != nil {
@@ -176,9 +256,12 @@ person runs 'modelship state resume'.`,
 			if g.jsonOutput {
 				return writeJSON(cmd.OutOrStdout(), out.Deployment)
 			}
-			how := "pulled and started"
+			how := "redeployed"
 			if out.Result.Reused {
 				how = "restarted"
+				if deps.Target.Name() == "kubernetes" {
+					how = "restarted (a selector switch to the colour still running it)"
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rolled %s back to %s (%s@%s, git %s), %s, serving in %s\n", tf.env, out.Deployment.Image,
 				out.Deployment.ModelName, out.Deployment.ModelVersion, short(out.Deployment.GitSHA), how, out.Elapsed.Round(time.Millisecond))

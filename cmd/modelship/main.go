@@ -97,7 +97,7 @@ func exitCode(err error) int {
 		return exitHalted
 	case errors.Is(err, deploy.ErrNotMain):
 		return exitRefused
-	case errors.Is(err, deploy.ErrVerification):
+	case errors.Is(err, deploy.ErrVerification), errors.Is(err, deploy.ErrRolloutStuck):
 		return exitUnverified
 	case errors.Is(err, deploy.ErrEngineUnreachable):
 		return exitUnreachable

@@ -60,3 +60,8 @@ func LoadImageArchive(ctx context.Context, cli *client.Client, path, ref string)
 	}
 	return nil
 }
+
+// LoadImageArchive loads an image tarball into this target's engine, tagged ref.
+func (d *Docker) LoadImageArchive(ctx context.Context, path, ref string) error {
+	return LoadImageArchive(ctx, d.cfg.Client, path, ref)
+}

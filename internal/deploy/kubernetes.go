@@ -1,0 +1,438 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/modelship/modelship/serving"
+)
+
+// Blue-green colours: two Deployments, one Service whose selector names the live one.
+const (
+	Blue  = "blue"
+	Green = "green"
+
+	labelApp    = "app.kubernetes.io/name"
+	labelColour = "modelship.dev/colour"
+)
+
+// ErrRolloutStuck marks a rollout that cannot progress (deadline exceeded, unschedulable pods).
+var ErrRolloutStuck = errors.New("rollout did not progress")
+
+// KubernetesConfig configures the Kubernetes target.
+type KubernetesConfig struct {
+	Client           kubernetes.Interface
+	Namespace        string        // default "default"
+	Name             string        // base name: Deployments <name>-blue/-green, Service <name>; default "modelship"
+	Environment      string        // recorded in labels
+	Replicas         int32         // per colour; default 2
+	IdleReplicas     int32         // replicas the old colour keeps after a switch (rollback is a selector switch while > 0); default: Replicas
+	Port             int32         // container and Service port; default 8000
+	CPURequest       string        // e.g. "100m"; empty: none
+	MemoryRequest    string        // e.g. "128Mi"; empty: none
+	MemoryLimit      string        // e.g. "512Mi"; empty: none
+	ProgressDeadline time.Duration // the Deployment's progressDeadlineSeconds; default 60s
+	RolloutTimeout   time.Duration // how long to wait for a rollout or endpoints; default 5m
+	SmokeURL         func(colour string) string
+	// NodeSelector is copied into the pod template (used to pin pods to a node pool).
+	NodeSelector map[string]string
+}
+
+// Kubernetes runs the model server blue-green on a cluster: a deploy updates the idle colour,
+// waits for its rollout, verifies it, then switches the Service's selector and waits until the
+// Service's EndpointSlices hold only the new colour. The old colour keeps running, so a
+// rollback to it is a selector switch. (Canary later: weights by replica count or a mesh.)
+type Kubernetes struct {
+	cfg KubernetesConfig
+}
+
+// NewKubernetes checks the configuration and fills in defaults.
+func NewKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("kubernetes target: no client")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.Name == "" {
+		cfg.Name = "modelship"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 2
+	}
+	if cfg.IdleReplicas < 0 || cfg.IdleReplicas > cfg.Replicas {
+		return nil, fmt.Errorf("kubernetes target: idle replicas %d must be between 0 and %d", cfg.IdleReplicas, cfg.Replicas)
+	}
+	if cfg.IdleReplicas == 0 {
+		cfg.IdleReplicas = cfg.Replicas
+	}
+	if cfg.Port <= 0 {
+		cfg.Port = 8000
+	}
+	if cfg.ProgressDeadline <= 0 {
+		cfg.ProgressDeadline = time.Minute
+	}
+	if cfg.RolloutTimeout <= 0 {
+		cfg.RolloutTimeout = 5 * time.Minute
+	}
+	for _, q := range []string{cfg.CPURequest, cfg.MemoryRequest, cfg.MemoryLimit} {
+		if q == "" {
+			continue
+		}
+		if _, err := resource.ParseQuantity(q); err != nil {
+			return nil, fmt.Errorf("kubernetes target: resource %q: %w", q, err)
+		}
+	}
+	return &Kubernetes{cfg: cfg}, nil
+}
+
+// Name is "kubernetes".
+func (k *Kubernetes) Name() string { return "kubernetes" }
+
+func (k *Kubernetes) deploymentName(colour string) string { return k.cfg.Name + "-" + colour }
+
+func other(colour string) string {
+	if colour == Blue {
+		return Green
+	}
+	return Blue
+}
+
+// Manifests are the objects a deploy of rel to colour applies.
+func (k *Kubernetes) Manifests(rel Release, colour string) (*appsv1.Deployment, *corev1.Service) {
+	labels := map[string]string{labelApp: k.cfg.Name, labelColour: colour}
+	podLabels := map[string]string{labelApp: k.cfg.Name, labelColour: colour,
+		LabelModelName: rel.ModelName, LabelModelVersion: safeLabel(rel.ModelVersion), LabelGitSHA: rel.GitSHA}
+	if k.cfg.Environment != "" {
+		podLabels[LabelEnvironment] = k.cfg.Environment
+	}
+	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	if k.cfg.CPURequest != "" {
+		res.Requests[corev1.ResourceCPU] = resource.MustParse(k.cfg.CPURequest)
+	}
+	if k.cfg.MemoryRequest != "" {
+		res.Requests[corev1.ResourceMemory] = resource.MustParse(k.cfg.MemoryRequest)
+	}
+	if k.cfg.MemoryLimit != "" {
+		res.Limits[corev1.ResourceMemory] = resource.MustParse(k.cfg.MemoryLimit)
+	}
+	replicas := k.cfg.Replicas
+	deadline := int32(k.cfg.ProgressDeadline / time.Second)
+	dep := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: k.deploymentName(colour), Namespace: k.cfg.Namespace, Labels: podLabels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:                &replicas,
+			ProgressDeadlineSeconds: &deadline,
+			Selector:                &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{LabelImage: rel.Image}},
+				Spec: corev1.PodSpec{
+					NodeSelector:    k.cfg.NodeSelector,
+					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)},
+					Containers: []corev1.Container{{
+						Name:  "model-server",
+						Image: rel.Image,
+						Env: []corev1.EnvVar{{Name: "MODELSHIP_MODEL_NAME", Value: rel.ModelName},
+							{Name: "MODELSHIP_MODEL_VERSION", Value: rel.ModelVersion}},
+						Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: k.cfg.Port}},
+						Resources: res,
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/v2/health/ready", Port: intstr.FromInt32(k.cfg.Port)}},
+							PeriodSeconds: 2, FailureThreshold: 3,
+						},
+						LivenessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/v2/health/live", Port: intstr.FromInt32(k.cfg.Port)}},
+							PeriodSeconds: 10, FailureThreshold: 3,
+						},
+					}},
+				},
+			},
+		},
+	}
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: k.cfg.Name, Namespace: k.cfg.Namespace, Labels: map[string]string{labelApp: k.cfg.Name}},
+		Spec: corev1.ServiceSpec{
+			Selector: labels,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: k.cfg.Port, TargetPort: intstr.FromString("http")}},
+		},
+	}
+	return dep, svc
+}
+
+// DryRun writes the manifests a deploy of rel would apply, as YAML, without touching the cluster
+// beyond reading which colour is live.
+func (k *Kubernetes) DryRun(ctx context.Context, rel Release, w io.Writer) error {
+	live, err := k.liveColour(ctx)
+	if err != nil {
+		return err
+	}
+	target := Blue
+	if live != "" {
+		target = other(live)
+	}
+	dep, svc := k.Manifests(rel, target)
+	for _, obj := range []any{dep, svc} {
+		out, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "---\n%s", out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// liveColour reads the Service's selector ("" when there is no Service yet).
+func (k *Kubernetes) liveColour(ctx context.Context) (string, error) {
+	svc, err := k.cfg.Client.CoreV1().Services(k.cfg.Namespace).Get(ctx, k.cfg.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read service %s/%s: %w", k.cfg.Namespace, k.cfg.Name, err)
+	}
+	return svc.Spec.Selector[labelColour], nil
+}
+
+// Deploy rolls rel out to the idle colour and switches the Service to it.
+func (k *Kubernetes) Deploy(ctx context.Context, rel Release) (*Result, error) {
+	res := &Result{Image: rel.Image, ImageDigest: rel.Image,
+		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
+	var live string
+	if err := res.Steps.Time("read", func() (err error) { live, err = k.liveColour(ctx); return err }); err != nil {
+		return nil, err
+	}
+	target := Blue
+	if live != "" {
+		target = other(live)
+	}
+	if live != "" {
+		// The live colour may already run rel (a retried deploy): nothing to switch.
+		if cur, err := k.deployment(ctx, live); err == nil && runs(cur, rel.Image) && available(cur) {
+			res.Instance, res.Reused = k.deploymentName(live), true
+			return res, nil
+		}
+	}
+	res.Instance = k.deploymentName(target)
+	idle, err := k.deployment(ctx, target)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read deployment %s: %w", res.Instance, err)
+	}
+	switch {
+	case err == nil && runs(idle, rel.Image) && available(idle) && *idle.Spec.Replicas == k.cfg.Replicas:
+		// The previous release is still up on the idle colour: the rollback is a selector switch.
+		res.Reused = true
+	default:
+		if err := res.Steps.Time("apply", func() error { return k.apply(ctx, rel, target) }); err != nil {
+			return nil, err
+		}
+		if err := res.Steps.Time("rollout", func() error { return k.waitRollout(ctx, target) }); err != nil {
+			return res, fmt.Errorf("deployment %s (%s): %w; the Service still selects %q", res.Instance, rel.Image, err, orNone(live))
+		}
+	}
+	if k.cfg.SmokeURL != nil {
+		if err := res.Steps.Time("smoke", func() error {
+			return smoke(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel)
+		}); err != nil {
+			return res, fmt.Errorf("%w; the Service still selects %q", err, orNone(live))
+		}
+	}
+	if err := res.Steps.Time("switch", func() error { return k.switchTo(ctx, rel, target) }); err != nil {
+		return res, err
+	}
+	if err := res.Steps.Time("endpoints", func() error { return k.waitEndpoints(ctx, target) }); err != nil {
+		return res, err
+	}
+	if live != "" && k.cfg.IdleReplicas != k.cfg.Replicas {
+		if err := res.Steps.Time("scale-old", func() error { return k.scale(ctx, live, k.cfg.IdleReplicas) }); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func orNone(colour string) string {
+	if colour == "" {
+		return "nothing"
+	}
+	return colour
+}
+
+func (k *Kubernetes) deployment(ctx context.Context, colour string) (*appsv1.Deployment, error) {
+	return k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace).Get(ctx, k.deploymentName(colour), metav1.GetOptions{})
+}
+
+func runs(d *appsv1.Deployment, image string) bool {
+	cs := d.Spec.Template.Spec.Containers
+	return len(cs) == 1 && cs[0].Image == image
+}
+
+func available(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return want > 0 && s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
+}
+
+// apply creates or updates the colour's Deployment with rel.
+func (k *Kubernetes) apply(ctx context.Context, rel Release, colour string) error {
+	want, _ := k.Manifests(rel, colour)
+	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
+	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create deployment %s: %w", want.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read deployment %s: %w", want.Name, err)
+	}
+	cur.Labels = want.Labels
+	cur.Spec = want.Spec
+	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update deployment %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// waitRollout waits until the colour's Deployment has rolled out, and fails as soon as it
+// reports it cannot (the Progressing condition's reason and message say why).
+func (k *Kubernetes) waitRollout(ctx context.Context, colour string) error {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
+	defer cancel()
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		d, err := k.deployment(ctx, colour)
+		if err != nil {
+			return false, fmt.Errorf("read deployment: %w", err)
+		}
+		if d.Status.ObservedGeneration >= d.Generation {
+			for _, c := range d.Status.Conditions {
+				if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse {
+					return false, fmt.Errorf("%w: %s: %s", ErrRolloutStuck, c.Reason, c.Message)
+				}
+			}
+		}
+		return available(d), nil
+	})
+}
+
+// switchTo points the Service at colour, creating the Service on the first deploy.
+func (k *Kubernetes) switchTo(ctx context.Context, rel Release, colour string) error {
+	_, want := k.Manifests(rel, colour)
+	api := k.cfg.Client.CoreV1().Services(k.cfg.Namespace)
+	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create service %s: %w", want.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read service %s: %w", want.Name, err)
+	}
+	cur.Spec.Selector = want.Spec.Selector
+	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("switch service %s to %s: %w", want.Name, colour, err)
+	}
+	return nil
+}
+
+// waitEndpoints waits until the Service's EndpointSlices hold ready endpoints, all of them pods
+// of colour: only then does traffic reach the new release alone.
+func (k *Kubernetes) waitEndpoints(ctx context.Context, colour string) error {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
+	defer cancel()
+	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labelApp + "=" + k.cfg.Name + "," + labelColour + "=" + colour})
+	if err != nil {
+		return fmt.Errorf("list pods of %s: %w", colour, err)
+	}
+	ofColour := map[string]bool{}
+	for _, p := range pods.Items {
+		ofColour[p.Name] = true
+	}
+	return poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		slices, err := k.cfg.Client.DiscoveryV1().EndpointSlices(k.cfg.Namespace).List(ctx, metav1.ListOptions{
+			LabelSelector: discoveryv1.LabelServiceName + "=" + k.cfg.Name})
+		if err != nil {
+			return false, fmt.Errorf("list endpoint slices of service %s: %w", k.cfg.Name, err)
+		}
+		ready := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.TargetRef == nil || !ofColour[e.TargetRef.Name] {
+					return false, nil
+				}
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					ready++
+				}
+			}
+		}
+		return ready > 0, nil
+	})
+}
+
+func (k *Kubernetes) scale(ctx context.Context, colour string, replicas int32) error {
+	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
+	d, err := api.Get(ctx, k.deploymentName(colour), metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read deployment %s: %w", k.deploymentName(colour), err)
+	}
+	d.Spec.Replicas = &replicas
+	if _, err := api.Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("scale %s to %d: %w", d.Name, replicas, err)
+	}
+	return nil
+}
+
+// poll calls check until it reports done, fails, or ctx ends.
+func poll(ctx context.Context, every time.Duration, check func() (bool, error)) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		done, err := check()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// safeLabel makes a version usable as a label value (63 characters of [A-Za-z0-9_.-]).
+func safeLabel(v string) string {
+	out := []byte(v)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			out[i] = '_'
+		}
+	}
+	if len(out) > 63 {
+		out = out[:63]
+	}
+	return string(out)
+}

@@ -1,0 +1,203 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/testenv"
+)
+
+// kubeEnv is one test's namespace on the shared control plane, with its own deploy state.
+type kubeEnv struct {
+	ns     string
+	cfg    deploy.KubernetesConfig
+	target *deploy.Kubernetes
+	deps   deploy.Deps
+	store  *deploystate.Store
+}
+
+func newKubeEnv(t *testing.T, change func(*deploy.KubernetesConfig)) *kubeEnv {
+	t.Helper()
+	return newKubeEnvNamed(t, t.Name(), change)
+}
+
+func newKubeEnvNamed(t testing.TB, name string, change func(*deploy.KubernetesConfig)) *kubeEnv {
+	t.Helper()
+	kube := testenv.SharedKube(t)
+	srv := testenv.SharedMinIO(t)
+	ns := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(name))
+	if len(ns) > 50 {
+		ns = ns[:50]
+	}
+	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	cfg := deploy.KubernetesConfig{Client: kube.Client, Namespace: ns, Name: "digits", Environment: ns, Replicas: 2,
+		ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute}
+	if change != nil {
+		change(&cfg)
+	}
+	target, err := deploy.NewKubernetes(cfg)
+	require.NoError(t, err)
+	store := deploystate.NewStore(srv.Client(t), srv.Bucket(t, "state"))
+	return &kubeEnv{ns: ns, cfg: cfg, target: target, store: store, deps: deploy.Deps{Target: target, State: store}}
+}
+
+// KWOK never pulls images: any reference will do, and a release is its image.
+func kubeRelease(n int) deploy.Release {
+	return deploy.Release{Image: fmt.Sprintf("registry.test/digits:%s", sha(n)), ModelName: "digits", ModelVersion: fmt.Sprint(n), GitSHA: sha(n)}
+}
+
+func (e *kubeEnv) deploy(t *testing.T, n int) (*deploy.Outcome, error) {
+	t.Helper()
+	return deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: kubeRelease(n)})
+}
+
+// selected is the colour the Service selects.
+func (e *kubeEnv) selected(t *testing.T) string {
+	t.Helper()
+	svc, err := e.cfg.Client.CoreV1().Services(e.ns).Get(context.Background(), "digits", metav1.GetOptions{})
+	require.NoError(t, err)
+	return svc.Spec.Selector["modelship.dev/colour"]
+}
+
+// endpointColours are the colours of the pods behind the Service's endpoints.
+func (e *kubeEnv) endpointColours(t *testing.T) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	slices, err := e.cfg.Client.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=digits"})
+	require.NoError(t, err)
+	colours := map[string]int{}
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			require.NotNil(t, ep.TargetRef)
+			pod, err := e.cfg.Client.CoreV1().Pods(e.ns).Get(ctx, ep.TargetRef.Name, metav1.GetOptions{})
+			require.NoError(t, err)
+			colours[pod.Labels["modelship.dev/colour"]]++
+		}
+	}
+	return colours
+}
+
+func (e *kubeEnv) image(t *testing.T, colour string) (string, int32) {
+	t.Helper()
+	d, err := e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-"+colour, metav1.GetOptions{})
+	require.NoError(t, err)
+	return d.Spec.Template.Spec.Containers[0].Image, d.Status.AvailableReplicas
+}
+
+func TestKubernetesBlueGreenDeploy(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	out, err := e.deploy(t, 1)
+	require.NoError(t, err)
+	t.Logf("first deploy: %s", out.Result.Steps)
+	assert.Equal(t, deploy.Blue, e.selected(t))
+	assert.Equal(t, map[string]int{deploy.Blue: 2}, e.endpointColours(t))
+
+	out, err = e.deploy(t, 2)
+	require.NoError(t, err)
+	t.Logf("blue-green switch: %s", out.Result.Steps)
+	assert.Equal(t, deploy.Green, e.selected(t))
+	assert.Equal(t, map[string]int{deploy.Green: 2}, e.endpointColours(t), "the endpoints moved to the new colour only")
+	img, avail := e.image(t, deploy.Blue)
+	assert.Equal(t, kubeRelease(1).Image, img)
+	assert.Equal(t, int32(2), avail, "the old colour keeps running for a fast rollback")
+
+	st, err := e.store.Load(context.Background(), e.ns, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "2", st.Current.ModelVersion)
+	assert.Equal(t, "kubernetes", st.Current.Target)
+}
+
+func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	_, err := e.deploy(t, 1)
+	require.NoError(t, err)
+
+	// No node has this label: the new pods stay Pending and the rollout cannot progress.
+	stuck, err := deploy.NewKubernetes(func() deploy.KubernetesConfig {
+		c := e.cfg
+		c.NodeSelector = map[string]string{"modelship.test/pool": "nowhere"}
+		return c
+	}())
+	require.NoError(t, err)
+	deps := e.deps
+	deps.Target = stuck
+	start := time.Now()
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: kubeRelease(2)})
+	require.ErrorIs(t, err, deploy.ErrRolloutStuck)
+	assert.ErrorContains(t, err, "ProgressDeadlineExceeded")
+	assert.ErrorContains(t, err, `the Service still selects "blue"`)
+	t.Logf("stuck rollout detected after %s", time.Since(start).Round(time.Millisecond))
+	assert.Equal(t, deploy.Blue, e.selected(t))
+	assert.Equal(t, map[string]int{deploy.Blue: 2}, e.endpointColours(t))
+
+	st, err := e.store.Load(context.Background(), e.ns, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "1", st.Current.ModelVersion, "deploy_state.json still names v1")
+}
+
+func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	for n := 1; n <= 3; n++ { // v1 blue, v2 green, v3 blue (v1 replaced)
+		_, err := e.deploy(t, n)
+		require.NoError(t, err)
+	}
+	require.Equal(t, deploy.Blue, e.selected(t))
+	ctx := context.Background()
+	back := func(reason string) (*deploy.Outcome, error) {
+		return deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToPrevious, Reason: reason})
+	}
+
+	// v2 still runs on green: the rollback is a selector switch.
+	out, err := back("v3 unhealthy")
+	require.NoError(t, err)
+	assert.True(t, out.Result.Reused)
+	assert.Equal(t, deploy.Green, e.selected(t))
+	assert.Equal(t, map[string]int{deploy.Green: 2}, e.endpointColours(t))
+	t.Logf("rollback by selector switch: %s (API time)", out.Result.Steps)
+	for _, s := range out.Result.Steps {
+		assert.NotEqual(t, "rollout", s.Name, "no rollout when the previous colour still runs")
+	}
+
+	// v1 was replaced on blue by v3: the rollback sets v1's image on blue, waits, then switches.
+	out, err = back("v2 unhealthy too")
+	require.NoError(t, err)
+	assert.False(t, out.Result.Reused)
+	assert.Equal(t, deploy.Blue, e.selected(t))
+	img, _ := e.image(t, deploy.Blue)
+	assert.Equal(t, kubeRelease(1).Image, img)
+	t.Logf("rollback by image: %s", out.Result.Steps)
+
+	_, err = deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToCurrent, Reason: "third"})
+	require.ErrorIs(t, err, deploystate.ErrHalted, "the third rollback within an hour halts")
+	assert.Equal(t, deploy.Blue, e.selected(t), "and changes nothing on the cluster")
+}
+
+func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
+	e := newKubeEnv(t, func(c *deploy.KubernetesConfig) { c.CPURequest, c.MemoryLimit = "250m", "512Mi" })
+	var out bytes.Buffer
+	require.NoError(t, e.target.DryRun(context.Background(), kubeRelease(1), &out))
+	y := out.String()
+	for _, want := range []string{"kind: Deployment", "name: digits-blue", "kind: Service", "path: /v2/health/ready",
+		"image: registry.test/digits:" + sha(1), "cpu: 250m", "memory: 512Mi", "modelship.dev/colour: blue", "progressDeadlineSeconds: 4"} {
+		assert.Contains(t, y, want)
+	}
+	list, err := e.cfg.Client.AppsV1().Deployments(e.ns).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, list.Items, "a dry run creates nothing")
+
+	_, err = deploy.NewKubernetes(deploy.KubernetesConfig{Client: e.cfg.Client, CPURequest: "lots"})
+	assert.Error(t, err)
+}
