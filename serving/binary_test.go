@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/dataset"
+	"github.com/modelship/modelship/internal/inference"
 	"github.com/modelship/modelship/internal/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
@@ -147,15 +148,7 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 	}
 }
 
-func argmax(v []float32) int {
-	best := 0
-	for i := range v {
-		if v[i] > v[best] {
-			best = i
-		}
-	}
-	return best
-}
+func argmax(v []float32) int { return inference.ArgmaxRow(v) }
 
 func TestBinaryAnswersBadInputWithAClear4xx(t *testing.T) {
 	base, _ := startServer(t, "-max-body-bytes", fmt.Sprint(smallBodyLimit), "-max-batch", "100")

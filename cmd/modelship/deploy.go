@@ -99,6 +99,23 @@ func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, io.Closer
 	}
 }
 
+// prepare loads the smoke inference and connects the target, state and notifier.
+func (f *targetFlags) prepare(g *globals, cmd *cobra.Command) (deploy.Smoke, deploy.Deps, io.Closer, error) {
+	smoke, err := deploy.SmokeFromFixture(f.smokeFixture)
+	if err != nil {
+		return smoke, deploy.Deps{}, nil, usageError{err}
+	}
+	deps, closer, err := f.deps(g, cmd.ErrOrStderr())
+	return smoke, deps, closer, err
+}
+
+// printSteps shows how long each step of a deploy or rollback took, failed or not.
+func printSteps(cmd *cobra.Command, out *deploy.Outcome) {
+	if out != nil && out.Result != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "steps: %s\n", out.Result.Steps)
+	}
+}
+
 func (f *targetFlags) kubernetes() (*deploy.Kubernetes, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if f.kube.kubeconfig != "" {
@@ -163,16 +180,12 @@ its digest, the model version and the time.`,
     --model-version 1.0.0 --git-sha $GIT_SHA --branch main --env production --publish 0.0.0.0:8000`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			smoke, err := deploy.SmokeFromFixture(tf.smokeFixture)
-			if err != nil {
-				return usageError{err}
-			}
-			rel.Smoke = smoke
-			deps, closer, err := tf.deps(g, cmd.ErrOrStderr())
+			smoke, deps, closer, err := tf.prepare(g, cmd)
 			if err != nil {
 				return err
 			}
 			defer closer.Close()
+			rel.Smoke = smoke
 			if dryRun {
 				k, ok := deps.Target.(*deploy.Kubernetes)
 				if !ok {
@@ -192,9 +205,7 @@ its digest, the model version and the time.`,
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch, PipelineRun: tf.pipelineRun, Release: rel})
-			if out != nil && out.Result != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "steps: %s\n", out.Result.Steps)
-			}
+			printSteps(cmd, out)
 			if err != nil {
 				return err
 			}
@@ -236,20 +247,14 @@ person runs 'modelship state resume'.`,
 		Example: `  modelship rollback --env production --reason "quality gate failed for $GIT_SHA"`,
 		Args:    requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			smoke, err := deploy.SmokeFromFixture(tf.smokeFixture)
-			if err != nil {
-				return usageError{err}
-			}
-			deps, closer, err := tf.deps(g, cmd.ErrOrStderr())
+			smoke, deps, closer, err := tf.prepare(g, cmd)
 			if err != nil {
 				return err
 			}
 			defer closer.Close()
 			out, err := deploy.Rollback(cmd.Context(), deps, deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to),
 				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge})
-			if out != nil && out.Result != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "steps: %s\n", out.Result.Steps)
-			}
+			printSteps(cmd, out)
 			if err != nil {
 				return err
 			}

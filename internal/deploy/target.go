@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/dataset"
+	"github.com/modelship/modelship/internal/inference"
 	"github.com/modelship/modelship/serving"
 )
 
@@ -147,19 +148,9 @@ func smoke(ctx context.Context, client *serving.Client, rel Release) error {
 	if len(resp.Outputs) == 0 || len(resp.Outputs[0].Data) == 0 {
 		return fmt.Errorf("%w: smoke inference returned no output", ErrVerification)
 	}
-	got := argmax(resp.Outputs[0].Data)
+	got := inference.ArgmaxRow(resp.Outputs[0].Data)
 	if got != rel.Smoke.Want {
 		return fmt.Errorf("%w: smoke inference predicted class %d for a sample labelled %d", ErrVerification, got, rel.Smoke.Want)
 	}
 	return nil
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i := range v {
-		if v[i] > v[best] {
-			best = i
-		}
-	}
-	return best
 }

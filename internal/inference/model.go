@@ -214,14 +214,18 @@ func Argmax(o Output) []int {
 	width := o.Shape[1]
 	labels := make([]int, o.Shape[0])
 	for r := range labels {
-		row := o.Data[r*width : (r+1)*width]
-		best := 0
-		for i, v := range row {
-			if v > row[best] {
-				best = i
-			}
-		}
-		labels[r] = best
+		labels[r] = ArgmaxRow(o.Data[r*width : (r+1)*width])
 	}
 	return labels
+}
+
+// ArgmaxRow returns the index of the largest value of one row (the first on ties).
+func ArgmaxRow(row []float32) int {
+	best := 0
+	for i, v := range row {
+		if v > row[best] {
+			best = i
+		}
+	}
+	return best
 }
