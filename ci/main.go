@@ -548,6 +548,32 @@ func (m *Modelship) Rollback(
 	return c.WithExec([]string{"modelship", "rollback", "--reason", reason, "--to", to, "--publish", publish}).Stdout(ctx)
 }
 
+// EvaluateProduction runs the quality gate against the model deploy_state.json records as live,
+// deploying nothing, and returns the reports whatever the verdict (for the scheduled evaluation:
+// a slow regression shows without a commit). quality-report.json says "passed".
+// +cache="never"
+func (m *Modelship) EvaluateProduction(ctx context.Context) (*dagger.Directory, error) {
+	out, err := m.Cli().
+		WithEnvVariable("MODELSHIP_STATE_READ_AT", time.Now().UTC().Format(time.RFC3339Nano)).
+		WithExec([]string{"modelship", "--json", "state", "show"}).
+		Stdout(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read deploy_state.json of %s: %w", m.Environment, err)
+	}
+	var st struct {
+		Current *struct {
+			ModelVersion string `json:"model_version"`
+		} `json:"current"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("read deploy_state.json of %s: %w", m.Environment, err)
+	}
+	if st.Current == nil {
+		return nil, fmt.Errorf("nothing is deployed in %s: deploy_state.json has no current deployment", m.Environment)
+	}
+	return m.QualityReports(ctx, st.Current.ModelVersion, "")
+}
+
 // State prints the environment's deploy_state.json, validated.
 // +cache="never"
 func (m *Modelship) State(ctx context.Context) (string, error) {

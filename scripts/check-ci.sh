@@ -20,4 +20,6 @@ done
 branch_jobs=$(list_jobs --variable CI_COMMIT_BRANCH=feature-x --ignore-predefined-vars CI_COMMIT_BRANCH)
 [[ " $branch_jobs " == *" test-quality "* ]] || { echo "check-ci: could not list the jobs of a feature branch" >&2; exit 1; }
 [[ " $branch_jobs " != *" deploy "* ]] || { echo "check-ci: deploy must not run on a feature branch" >&2; exit 1; }
-echo "check-ci: ok ($jobs)" >&2
+schedule_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=schedule --ignore-predefined-vars CI_PIPELINE_SOURCE)
+[[ "$schedule_jobs" == "evaluate-production " ]] || { echo "check-ci: a scheduled pipeline must run only evaluate-production (got: $schedule_jobs)" >&2; exit 1; }
+echo "check-ci: ok ($jobs; scheduled: $schedule_jobs)" >&2

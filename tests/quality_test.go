@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/modelship/modelship/internal/evidence"
 	"github.com/modelship/modelship/internal/quality"
 )
 
@@ -29,14 +30,31 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gateConfig = quality.ConfigFromEnv(root)
+	fmt.Fprintf(os.Stderr, "quality gate: baseline %s, fixtures %s, model %s\n", gateConfig.BaselinePath, gateConfig.FixturePath, candidateName(gateConfig))
 	report = quality.RunGate(context.Background(), gateConfig)
 	code := m.Run()
 	if err := report.Write(gateConfig.ReportDir); err != nil {
 		fmt.Fprintln(os.Stderr, "quality gate: write reports:", err)
 		code = 1
 	}
+	rec := report.Evidence(gateConfig, os.Args)
+	if err := rec.Write(filepath.Join(gateConfig.ReportDir, evidence.FileName), evidence.SecretsFromEnv()); err != nil {
+		fmt.Fprintln(os.Stderr, "quality gate: write evidence:", err)
+		code = 1
+	}
 	fmt.Fprintf(os.Stderr, "quality gate: %s; reports in %s\n", verdict(report), gateConfig.ReportDir)
 	os.Exit(code)
+}
+
+func candidateName(cfg quality.GateConfig) string {
+	switch {
+	case cfg.ServerURL != "":
+		return cfg.ServerURL
+	case cfg.Ref.Version != "" || cfg.Ref.GitSHA != "":
+		return "registry " + cfg.Ref.String()
+	default:
+		return cfg.ModelFile
+	}
 }
 
 func verdict(r *quality.Report) string {

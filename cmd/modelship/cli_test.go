@@ -47,6 +47,7 @@ func newCLI(t *testing.T) *cli {
 		"AWS_ACCESS_KEY_ID=" + cfg.AccessKey, "AWS_SECRET_ACCESS_KEY=" + cfg.SecretKey,
 		"MODELSHIP_MODELS_BUCKET=" + srv.Bucket(t, "models"), "MODELSHIP_STATE_BUCKET=" + srv.Bucket(t, "state"),
 		"MODELSHIP_CACHE_DIR=" + filepath.Join(t.TempDir(), "cache"),
+		"MODELSHIP_EVIDENCE_DIR=" + t.TempDir(),
 	}}
 }
 
@@ -280,6 +281,8 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "deployed "+reg.Addr+"/digits@sha256:")
 	assert.Contains(t, out, "steps: pull")
+	assert.Contains(t, out, "stage deploy, model digits@1", "the stage says what it runs with before it starts")
+	assertEvidence(t, c, env, "deploy")
 
 	for i := 0; i < 2; i++ {
 		out, code = c.run(append([]string{"rollback", "--reason", "gate failed"}, common...)...)
@@ -334,4 +337,25 @@ func TestKubernetesTargetCommands(t *testing.T) {
 
 	out, code = c.run(append(deployArgs(gitSHA, "1"), "--kubeconfig", filepath.Join(t.TempDir(), "missing"))...)
 	assert.Equal(t, 2, code, "a kubeconfig that is not there: %s", out)
+}
+
+// assertEvidence checks the stage's evidence.json: every field named, no secret in it, and the
+// deploy state pointing at the copy kept in the state bucket.
+func assertEvidence(t *testing.T, c *cli, env, stage string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(c.bucket("MODELSHIP_EVIDENCE_DIR"), "evidence.json"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), testenv.MinIOPassword, "no secret in the evidence")
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	for _, f := range []string{"schema_version", "stage", "invocation", "versions", "model", "config", "inputs", "outputs", "timings", "outcome", "duration_ms"} {
+		assert.Contains(t, rec, f)
+	}
+	assert.Equal(t, stage, rec["stage"])
+	assert.Equal(t, "succeeded", rec["outcome"])
+	assert.NotEmpty(t, rec["timings"])
+	st, err := deploystate.NewStore(c.srv.Client(t), c.bucket("MODELSHIP_STATE_BUCKET")).Load(context.Background(), env, deploystate.LoadOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, st.Current)
+	assert.True(t, strings.HasPrefix(st.Current.Evidence, "s3://"+c.bucket("MODELSHIP_STATE_BUCKET")+"/"+env+"/evidence/"), st.Current.Evidence)
 }

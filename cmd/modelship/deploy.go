@@ -202,10 +202,15 @@ its digest, the model version and the time.`,
 					return err
 				}
 			}
+			run := startStage(cmd, g, &tf, "deploy", deps.State)
+			run.rec.Model.Name, run.rec.Model.Version = rel.ModelName, rel.ModelVersion
+			run.rec.Inputs["git_sha"], run.rec.Inputs["image"], run.rec.Inputs["branch"] = rel.GitSHA, rel.Image, branch
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
-			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch, PipelineRun: tf.pipelineRun, Release: rel})
+			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch,
+				PipelineRun: tf.pipelineRun, Release: rel, Evidence: run.pointer()})
 			printSteps(cmd, out)
+			run.finish(cmd.Context(), cmd, out, err)
 			if err != nil {
 				return err
 			}
@@ -252,9 +257,16 @@ person runs 'modelship state resume'.`,
 				return err
 			}
 			defer closer.Close()
+			run := startStage(cmd, g, &tf, "rollback", deps.State)
+			run.rec.Inputs["to"], run.rec.Inputs["reason"] = to, reason
 			out, err := deploy.Rollback(cmd.Context(), deps, deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to),
-				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge})
+				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge, Evidence: run.pointer()})
 			printSteps(cmd, out)
+			if out != nil {
+				run.rec.Model.Name, run.rec.Model.Version = out.Deployment.ModelName, out.Deployment.ModelVersion
+				run.rec.Inputs["git_sha"] = out.Deployment.GitSHA
+			}
+			run.finish(cmd.Context(), cmd, out, err)
 			if err != nil {
 				return err
 			}

@@ -30,6 +30,7 @@ type DeployRequest struct {
 	Branch      string
 	PipelineRun string
 	Release     Release
+	Evidence    string // where this run's evidence.json is kept, recorded with the deployment
 }
 
 // Outcome says what a deploy or rollback did.
@@ -57,6 +58,7 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("deploy %s to %s (%s): %w", req.Release.Image, req.Environment, deps.Target.Name(), err)
 	}
 	d := deployment(req.Release, res, deps.Target.Name(), req.PipelineRun)
+	d.Evidence = req.Evidence
 	st, err := deps.State.RecordDeploy(ctx, req.Environment, d)
 	if err != nil {
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("%s is serving on %s but recording it in deploy_state.json failed: %w", req.Release.Image, req.Environment, err)
@@ -113,6 +115,7 @@ type RollbackRequest struct {
 	PipelineRun string
 	Smoke       Smoke
 	MaxStateAge time.Duration
+	Evidence    string // where this run's evidence.json is kept, recorded with the rollback
 }
 
 // Rollback reads and validates deploy_state.json, applies the rollback budget (the third within
@@ -137,7 +140,7 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 		return nil, fmt.Errorf("%w: rollback target %q: use current or previous", deploystate.ErrInvalidInput, req.To)
 	}
 	from := st.Current
-	_, err = deps.State.AdmitRollback(ctx, req.Environment, deploystate.Rollback{From: from, To: target, Reason: req.Reason, PipelineRun: req.PipelineRun})
+	_, err = deps.State.AdmitRollback(ctx, req.Environment, deploystate.Rollback{From: from, To: target, Reason: req.Reason, PipelineRun: req.PipelineRun, Evidence: req.Evidence})
 	if err != nil {
 		if errors.Is(err, deploystate.ErrHalted) {
 			deps.notify(ctx, notify.Event{Kind: notify.Halted, Environment: req.Environment, Message: err.Error()})

@@ -70,6 +70,7 @@ type Rollback struct {
 	To          Deployment  `json:"to"`
 	Reason      string      `json:"reason"`
 	PipelineRun string      `json:"pipeline_run,omitempty"`
+	Evidence    string      `json:"evidence,omitempty"`
 }
 
 // Halt records why the environment stopped taking deploys and rollbacks.

@@ -222,3 +222,21 @@ func (s *Store) AdmitRollback(ctx context.Context, env string, rb Rollback) (*St
 func (s *Store) RecordDeploy(ctx context.Context, env string, d Deployment) (*State, error) {
 	return s.Update(ctx, env, func(st *State) error { return st.RecordDeploy(d) })
 }
+
+// EvidenceKey is where a stage's evidence.json is kept beside the environment's state.
+func (s *Store) EvidenceKey(env, stage string, at time.Time) string {
+	return path.Join(env, "evidence", at.UTC().Format("20060102T150405.000000000Z")+"-"+stage+".json")
+}
+
+// URI names an object of the state bucket.
+func (s *Store) URI(key string) string { return "s3://" + s.bucket + "/" + key }
+
+// PutEvidence stores a stage's evidence under key, once: it is never overwritten.
+func (s *Store) PutEvidence(ctx context.Context, key string, data []byte) error {
+	opts := minio.PutObjectOptions{ContentType: "application/json"}
+	opts.SetMatchETagExcept("*")
+	if _, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), opts); err != nil {
+		return fmt.Errorf("write evidence s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
+	}
+	return nil
+}

@@ -267,6 +267,15 @@ func TestGateScriptWritesJUnitNamingEachCheck(t *testing.T) {
 			}
 			require.Equal(t, wantExit, code, string(out))
 			assertReportFiles(t, dir, true)
+			ev, err := os.ReadFile(filepath.Join(dir, "evidence.json"))
+			require.NoError(t, err, "the gate leaves evidence.json beside its reports")
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal(ev, &rec))
+			assert.Equal(t, "test-quality", rec["stage"])
+			assert.Equal(t, map[int]string{0: "succeeded", 1: "failed"}[wantExit], rec["outcome"])
+			for _, f := range []string{"invocation", "versions", "model", "config", "inputs", "outputs", "timings"} {
+				assert.Contains(t, rec, f)
+			}
 
 			raw, err := os.ReadFile(filepath.Join(dir, quality.JUnitFile))
 			require.NoError(t, err)

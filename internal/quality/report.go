@@ -2,6 +2,7 @@ package quality
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/atomicfile"
+	"github.com/modelship/modelship/internal/evidence"
 )
 
 // Report file names in the report folder.
@@ -181,4 +183,29 @@ func (r *Report) Markdown() string {
 	}
 	fmt.Fprintf(&b, "\n\nCharts: `%s`, `%s`.\n", LatencyChart, ConfusionChart)
 	return b.String()
+}
+
+// Evidence is the test-quality stage's run record: the model gated, the fixture and baseline
+// it was held to, the metrics and verdict.
+func (r *Report) Evidence(cfg GateConfig, args []string) *evidence.Record {
+	rec := evidence.New("test-quality", "dev", args)
+	rec.StartedAt = r.StartedAt
+	rec.Model = evidence.Model{Name: r.Model.Name, Version: r.Model.Version, SHA256: r.Model.SHA256}
+	rec.Config["baseline"] = cfg.BaselinePath
+	rec.Config["fixtures"] = cfg.FixturePath
+	rec.Config["report_dir"] = cfg.ReportDir
+	rec.Config["config_source"] = "environment (MODELSHIP_*, AWS_*)"
+	rec.Inputs["model_source"] = r.Model.Source
+	rec.Inputs["git_sha"] = r.Model.GitSHA
+	rec.Inputs["model_sha256"] = r.Model.SHA256
+	rec.Outputs["passed"] = r.Passed
+	rec.Outputs["metrics"] = r.Metrics
+	rec.Outputs["checks"] = r.Checks
+	rec.Time("evaluate", time.Duration(r.DurationMS*float64(time.Millisecond)))
+	var err error
+	if !r.Passed {
+		err = errors.New(r.FailureSummary())
+	}
+	rec.Finish(err)
+	return rec
 }
