@@ -224,7 +224,8 @@ func (r *Registry) uploadBlob(ctx context.Context, filePath string, m Manifest) 
 		return 0, 0, fmt.Errorf("open model file: %w", err)
 	}
 	defer f.Close()
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: partSize,
+	// Two parts in flight at a time bound an upload's memory to 2 x partSize, whatever its size.
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: partSize, NumThreads: 2,
 		UserMetadata: map[string]string{"Sha256": m.SHA256}}
 	opts.SetMatchETagExcept("*")
 	var body io.Reader = f
