@@ -26,6 +26,8 @@ const (
 	cacheModels   = "github.com/modelship/modelship:models"
 	cacheMinio    = "github.com/modelship/modelship:minio-data"
 	gotestsumPkg  = "gotest.tools/gotestsum@v1.13.0"
+	golangciPkg   = "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
+	govulnPkg     = "golang.org/x/vuln/cmd/govulncheck@v1.9.0"
 	embeddedUser  = "modelship"
 	embeddedS3    = "http://minio:9000"
 	embeddedReg   = "registry:5000"
@@ -72,6 +74,8 @@ type Modelship struct {
 	RegistryImage string
 	// +private
 	WebhookURL *dagger.Secret
+	// +private
+	TrivyImage string
 }
 
 func New(
@@ -143,6 +147,10 @@ func New(
 	// and halts (MODELSHIP_WEBHOOK_URL).
 	// +optional
 	webhookUrl *dagger.Secret,
+	// Trivy image of the scan check and the SBOM.
+	// +optional
+	// +default="aquasec/trivy:0.67.2"
+	trivyImage string,
 ) (*Modelship, error) {
 	if (storageAccessKey == nil) != (storageSecretKey == nil) {
 		return nil, errors.New("give both --storage-access-key and --storage-secret-key, or neither")
@@ -155,7 +163,7 @@ func New(
 		ModelsBucket: modelsBucket, StateBucket: stateBucket, Environment: environment,
 		Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword,
 		ImageRepository: imageRepository, ModelName: modelName, GoImage: goImage, RuntimeImage: runtimeImage,
-		MinioImage: minioImage, RegistryImage: registryImage, WebhookURL: webhookUrl,
+		MinioImage: minioImage, RegistryImage: registryImage, WebhookURL: webhookUrl, TrivyImage: trivyImage,
 	}, nil
 }
 
@@ -642,4 +650,98 @@ func (m *Modelship) Pipeline(
 	}
 	fmt.Fprintf(&log, "deploy: %s", out)
 	return log.String(), nil
+}
+
+// Lint runs golangci-lint v2 with the committed .golangci.yml (vet, staticcheck, errcheck,
+// gofmt, goimports and more) over the root module.
+// +check
+func (m *Modelship) Lint(ctx context.Context) (string, error) {
+	return m.goEnv().
+		WithExec([]string{"go", "install", golangciPkg}).
+		WithExec([]string{"golangci-lint", "run", "./..."}).
+		Stdout(ctx)
+}
+
+// UnitTest runs the root module's tests that need no servers (tests that need MinIO, a
+// registry, Docker or a control plane skip and say so) and returns the JUnit file; fails when
+// a test fails.
+// +check
+func (m *Modelship) UnitTest(ctx context.Context) (*dagger.File, error) {
+	run := m.goEnv().
+		WithDirectory("/usr/local/bin", m.Tools()).
+		WithExec([]string{"gotestsum", "--junitfile", reportsDir + "/unit-tests.xml", "--", "-count=1", "./..."},
+			dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
+	code, err := run.ExitCode(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("run the unit tests: %w", err)
+	}
+	if code != 0 {
+		out, _ := run.Stdout(ctx)
+		return nil, fmt.Errorf("unit tests failed (exit %d):\n%s", code, out)
+	}
+	return run.File(reportsDir + "/unit-tests.xml"), nil
+}
+
+// Scan checks serving/Dockerfile and the Kubernetes manifests for misconfiguration (trivy
+// config), the source for committed secrets (trivy fs --scanners secret), and the Go
+// dependencies for known vulnerabilities (govulncheck). A vulnerability database that cannot be
+// reached fails the check: unknown is not a pass.
+// +check
+func (m *Modelship) Scan(ctx context.Context) (string, error) {
+	manifests := m.Cli().
+		WithExec([]string{"sh", "-c", "mkdir -p /scan && cp serving/Dockerfile /scan/ && modelship manifests --image registry.example.com/digits:" +
+			pipeline.ReferenceGitSHA + " --model-version " + pipeline.ReferenceModelVersion + " --git-sha " + pipeline.ReferenceGitSHA +
+			" > /scan/kubernetes.yaml"}).
+		Directory("/scan")
+	trivy := dag.Container().From(m.TrivyImage).
+		WithDirectory("/scan", manifests).
+		WithDirectory(srcDir, m.Source)
+	var report strings.Builder
+	for _, args := range [][]string{
+		{"trivy", "config", "--exit-code", "1", "--severity", "HIGH,CRITICAL", "/scan"},
+		{"trivy", "fs", "--scanners", "secret", "--exit-code", "1", srcDir},
+	} {
+		out, err := trivy.WithExec(args).Stdout(ctx)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", strings.Join(args[:2], " "), err)
+		}
+		report.WriteString(out)
+	}
+	vuln := m.goEnv().
+		WithExec([]string{"go", "install", govulnPkg}).
+		WithExec([]string{"govulncheck", "./..."}, dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
+	code, err := vuln.ExitCode(ctx)
+	if err != nil {
+		return "", fmt.Errorf("govulncheck: %w", err)
+	}
+	out, _ := vuln.CombinedOutput(ctx)
+	switch {
+	case code == 0:
+		report.WriteString(out)
+	case strings.Contains(out, "vuln.go.dev") || strings.Contains(out, "dial tcp") || strings.Contains(out, "no such host"):
+		return "", fmt.Errorf("govulncheck: vulnerability database unreachable, dependencies NOT checked:\n%s", out)
+	default:
+		return "", fmt.Errorf("govulncheck found vulnerabilities (exit %d):\n%s", code, out)
+	}
+	return report.String(), nil
+}
+
+// Sbom is the CycloneDX SBOM of the server image build-image builds for the commit (trivy
+// image --input on the exported image): `dagger call sbom --git-sha $SHA export --path sbom.cdx.json`.
+func (m *Modelship) Sbom(
+	ctx context.Context,
+	// Commit whose image to describe.
+	gitSha string,
+	// Model version baked in (default: the newest pushed from --git-sha).
+	// +optional
+	modelVersion string,
+) (*dagger.File, error) {
+	img, _, err := m.image(ctx, gitSha, modelVersion)
+	if err != nil {
+		return nil, err
+	}
+	return dag.Container().From(m.TrivyImage).
+		WithFile("/image.tar", img.AsTarball()).
+		WithExec([]string{"trivy", "image", "--input", "/image.tar", "--format", "cyclonedx", "--output", "/sbom.cdx.json"}).
+		File("/sbom.cdx.json"), nil
 }

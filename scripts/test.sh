@@ -101,8 +101,15 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 
+log "golangci-lint (.golangci.yml) on the root module and ci/"
+golangci-lint run ./...
+(cd ci && golangci-lint run --build-tags modelship_typecheck ./...)
+
 log "the Dagger module and the CI files"
 bash scripts/check-ci.sh
+
+log "known vulnerabilities (govulncheck)"
+bash scripts/vulncheck.sh
 
 log "tests (JUnit: $RESULTS_DIR/junit.xml)"
 mkdir -p "$RESULTS_DIR"

@@ -12,6 +12,8 @@ PINNED_TOOLS=(
   "minio|github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c|minio"
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2|registry"
   "actionlint|github.com/rhysd/actionlint/cmd/actionlint@v1.7.12|actionlint"
+  "golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0|golangci-lint"
+  "govulncheck|golang.org/x/vuln/cmd/govulncheck@v1.9.0|govulncheck"
 )
 
 # tool_dir prints the versioned folder a pinned tool lives in.

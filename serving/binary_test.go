@@ -222,7 +222,7 @@ func TestBinaryRefusesToStartWithoutAServableModel(t *testing.T) {
 	}{
 		"missing file":  {[]string{"-model-path", dir + "/absent.onnx"}, 1, "absent.onnx: no such file"},
 		"not ONNX":      {[]string{"-model-path", notONNX}, 1, "not an ONNX protobuf"},
-		"unknown flag":  {[]string{"-modle-path", "x"}, 2, "flag provided but not defined"},
+		"unknown flag":  {[]string{"-no-such-flag", "x"}, 2, "flag provided but not defined"},
 		"bad log level": {[]string{"-log-level", "loud"}, 2, `log level "loud"`},
 		"stray args":    {[]string{"serve"}, 2, "unexpected arguments"},
 	}
@@ -283,7 +283,10 @@ func TestBinaryShutsDownGracefullyOnSIGTERM(t *testing.T) {
 	require.NoError(t, p.Wait(), "the server exits 0 after a graceful shutdown")
 	assert.Contains(t, p.Output(), "shutdown complete")
 
-	_, err = http.Get(base + "/v2/health/live")
+	resp, err := http.Get(base + "/v2/health/live")
+	if err == nil {
+		resp.Body.Close()
+	}
 	assert.Error(t, err, "nothing listens after shutdown")
 }
 

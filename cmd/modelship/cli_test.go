@@ -130,7 +130,7 @@ func TestExitCodesNameWhatWentWrong(t *testing.T) {
 		want string
 	}{
 		{"missing flag", []string{"model", "pull"}, 2, `"name" not set`},
-		{"unknown command", []string{"modle"}, 2, "unknown command"},
+		{"unknown command", []string{"no-such-command"}, 2, "unknown command"},
 		{"bad name", []string{"model", "pull", "--name", "../etc"}, 2, "model name"},
 		{"bad sha", []string{"model", "push", model, "--name", "digits", "--version", "2", "--git-sha", "HEAD"}, 2, "full commit SHA"},
 		{"bad metadata", []string{"model", "push", model, "--name", "digits", "--version", "2", "--git-sha", gitSHA, "--metadata", "x"}, 2, "KEY=VALUE"},

@@ -292,3 +292,34 @@ person runs 'modelship state resume'.`,
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd
 }
+
+func newManifestsCmd() *cobra.Command {
+	var rel deploy.Release
+	var cfg deploy.KubernetesConfig
+	cmd := &cobra.Command{
+		Use:   "manifests --image REF --model-version V --git-sha SHA",
+		Short: "Print the Kubernetes manifests of a first deploy, with no cluster (for review and scanners)",
+		Args:  requireArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.RenderManifests(cfg, rel, cmd.OutOrStdout()); err != nil {
+				return usageError{err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&rel.Image, "image", "", "image reference (required)")
+	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name")
+	f.StringVar(&rel.ModelVersion, "model-version", "", "model version (required)")
+	f.StringVar(&rel.GitSHA, "git-sha", "", "commit (required)")
+	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace")
+	f.StringVar(&cfg.Name, "k8s-name", "modelship", "base name")
+	f.Int32Var(&cfg.Replicas, "replicas", 2, "pods per colour")
+	f.StringVar(&cfg.CPURequest, "cpu-request", "100m", "CPU request per pod")
+	f.StringVar(&cfg.MemoryRequest, "memory-request", "128Mi", "memory request per pod")
+	f.StringVar(&cfg.MemoryLimit, "memory-limit", "512Mi", "memory limit per pod")
+	for _, name := range []string{"image", "model-version", "git-sha"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}

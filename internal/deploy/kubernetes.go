@@ -64,6 +64,20 @@ func NewKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kubernetes target: no client")
 	}
+	return newKubernetes(cfg)
+}
+
+// RenderManifests writes, as YAML, what a first deploy of rel (to the blue colour) would apply,
+// with no cluster at all: for review and for misconfiguration scanners.
+func RenderManifests(cfg KubernetesConfig, rel Release, w io.Writer) error {
+	k, err := newKubernetes(cfg)
+	if err != nil {
+		return err
+	}
+	return k.writeManifests(rel, Blue, w)
+}
+
+func newKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
 	}
@@ -150,6 +164,11 @@ func (k *Kubernetes) Manifests(rel Release, colour string) (*appsv1.Deployment, 
 							{Name: "MODELSHIP_MODEL_VERSION", Value: rel.ModelVersion}},
 						Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: k.cfg.Port}},
 						Resources: res,
+						SecurityContext: &corev1.SecurityContext{
+							RunAsNonRoot: ptr(true), AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
+							Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+							SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+						},
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/v2/health/ready", Port: intstr.FromInt32(k.cfg.Port)}},
 							PeriodSeconds: 2, FailureThreshold: 3,
@@ -185,7 +204,11 @@ func (k *Kubernetes) DryRun(ctx context.Context, rel Release, w io.Writer) error
 	if live != "" {
 		target = other(live)
 	}
-	dep, svc := k.Manifests(rel, target)
+	return k.writeManifests(rel, target, w)
+}
+
+func (k *Kubernetes) writeManifests(rel Release, colour string, w io.Writer) error {
+	dep, svc := k.Manifests(rel, colour)
 	for _, obj := range []any{dep, svc} {
 		out, err := yaml.Marshal(obj)
 		if err != nil {

@@ -153,8 +153,12 @@ func candidate(ctx context.Context, cfg GateConfig, id ModelIdentity) (*serving.
 		return nil, id, noop, fmt.Errorf("listen for the candidate server: %w", err)
 	}
 	serveCtx, stopServe := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(serveCtx, ln) }()
+	done := make(chan struct{})
+	go func() {
+		// The server's own error after a requested stop says nothing about the candidate.
+		_ = srv.Serve(serveCtx, ln)
+		close(done)
+	}()
 	stop := func() { stopServe(); <-done }
 	if err := srv.WarmUp(); err != nil {
 		stop()

@@ -157,7 +157,9 @@ func serve(o *options, logger *slog.Logger) error {
 	go func() { errc <- srv.Serve(ctx, ln) }()
 	if err := srv.WarmUp(); err != nil {
 		stop()
-		<-errc
+		if serr := <-errc; serr != nil {
+			logger.Error("stopping after a failed warm-up", "error", serr.Error())
+		}
 		return err
 	}
 	return <-errc
