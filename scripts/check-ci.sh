@@ -14,7 +14,7 @@ actionlint .github/workflows/*.yml
 echo "check-ci: gitlab-ci-local --list" >&2
 list_jobs() { gitlab-ci-local --list "$@" 2>/dev/null | awk '/^name /{table=1; next} table {print $1}' | tr '\n' ' '; }
 jobs=$(list_jobs)
-for job in test-quality build-image deploy rollback; do
+for job in validate test-quality build-image deploy rollback; do
   [[ " $jobs " == *" $job "* ]] || { echo "check-ci: .gitlab-ci.yml has no job $job (jobs: $jobs)" >&2; exit 1; }
 done
 branch_jobs=$(list_jobs --variable CI_COMMIT_BRANCH=feature-x --ignore-predefined-vars CI_COMMIT_BRANCH)
