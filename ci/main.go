@@ -21,17 +21,21 @@ import (
 
 // Cache volume names are namespaced: volumes are shared by every module an engine runs.
 const (
-	cacheGoMod    = "github.com/modelship/modelship:go-mod"
-	cacheGoBuild  = "github.com/modelship/modelship:go-build"
-	cacheModels   = "github.com/modelship/modelship:models"
-	cacheMinio    = "github.com/modelship/modelship:minio-data"
-	gotestsumPkg  = "gotest.tools/gotestsum@v1.13.0"
-	golangciPkg   = "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
-	govulnPkg     = "golang.org/x/vuln/cmd/govulncheck@v1.9.0"
-	embeddedUser  = "modelship"
-	embeddedS3    = "http://minio:9000"
-	embeddedReg   = "registry:5000"
-	srcDir        = "/src"
+	cacheGoMod   = "github.com/modelship/modelship:go-mod"
+	cacheGoBuild = "github.com/modelship/modelship:go-build"
+	cacheModels  = "github.com/modelship/modelship:models"
+	cacheMinio   = "github.com/modelship/modelship:minio-data"
+	gotestsumPkg = "gotest.tools/gotestsum@v1.13.0"
+	golangciPkg  = "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0"
+	govulnPkg    = "golang.org/x/vuln/cmd/govulncheck@v1.9.0"
+	embeddedUser = "modelship"
+	embeddedS3   = "http://minio:9000"
+	embeddedReg  = "registry:5000"
+	srcDir       = "/src"
+	evidenceDir  = "/evidence"
+	// engineVersion is dagger.json's engineVersion, the engine these functions are written for
+	// and recorded in every stage's evidence (a test keeps the two equal).
+	engineVersion = "v0.21.9"
 	reportsDir    = "/reports"
 	candidateHost = "candidate"
 )
@@ -220,7 +224,9 @@ func (m *Modelship) Cli() *dagger.Container {
 		WithEnvVariable("MODELSHIP_MODELS_BUCKET", m.ModelsBucket).
 		WithEnvVariable("MODELSHIP_STATE_BUCKET", m.StateBucket).
 		WithEnvVariable("MODELSHIP_ENVIRONMENT", m.Environment).
-		WithEnvVariable("MODELSHIP_MODEL_NAME", m.ModelName)
+		WithEnvVariable("MODELSHIP_MODEL_NAME", m.ModelName).
+		WithEnvVariable("MODELSHIP_DAGGER_ENGINE_VERSION", engineVersion).
+		WithEnvVariable("MODELSHIP_EVIDENCE_DIR", evidenceDir)
 	if access != nil {
 		c = c.WithSecretVariable("AWS_ACCESS_KEY_ID", access).WithSecretVariable("AWS_SECRET_ACCESS_KEY", secret)
 	}
@@ -234,6 +240,14 @@ func (m *Modelship) Cli() *dagger.Container {
 				"--version", pipeline.ReferenceModelVersion, "--git-sha", pipeline.ReferenceGitSHA})
 	}
 	return c
+}
+
+// Stage is what a pipeline stage produced: its result and its evidence.json.
+type Stage struct {
+	// The stage's result: the pushed image reference, or what deploy or rollback printed.
+	Output string
+	// The stage's evidence.json: versions, inputs, outputs, timings, outcome; secrets redacted.
+	Evidence *dagger.File
 }
 
 // manifest is the part of `modelship model pull --json` the pipeline reads.
@@ -398,7 +412,8 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 
 // BuildImage is the build-image stage: fetches the model artifact for the commit (or version)
 // from the registry, builds serving/Dockerfile with it, and pushes <registry>/<repository>:<git-sha>.
-// Returns the pushed reference with its digest.
+// Its output is the pushed reference with its digest: `dagger call build-image --git-sha $SHA output`;
+// `... evidence export --path evidence.json` keeps the evidence.
 func (m *Modelship) BuildImage(
 	ctx context.Context,
 	// Commit being built; the image tag (full SHA, never a moving tag).
@@ -406,23 +421,36 @@ func (m *Modelship) BuildImage(
 	// Model version to bake in (default: the newest pushed from --git-sha).
 	// +optional
 	modelVersion string,
-) (string, error) {
-	img, _, err := m.image(ctx, gitSha, modelVersion)
+) (*Stage, error) {
+	started := time.Now()
+	img, man, err := m.image(ctx, gitSha, modelVersion)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ref, svc, err := m.registryRef(gitSha)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if m.RegistryPassword != nil {
 		img = img.WithRegistryAuth(m.Registry, m.RegistryUsername, m.RegistryPassword)
 	}
 	digest, err := img.Publish(ctx, ref, dagger.ContainerPublishOpts{RegistryService: svc})
 	if err != nil {
-		return "", fmt.Errorf("push %s: %w", ref, err)
+		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
-	return digest, nil
+	goBase, _ := dag.Container().From(m.GoImage).ImageRef(ctx)
+	runtimeBase, _ := dag.Container().From(m.RuntimeImage).ImageRef(ctx)
+	evidence := m.Cli().
+		WithEnvVariable("MODELSHIP_COMMIT", gitSha).
+		WithExec([]string{"modelship", "evidence", "--stage", "build-image",
+			"--model-name", m.ModelName, "--model-version", man.Manifest.Version, "--model-sha256", man.Manifest.SHA256,
+			"--input", "git_sha=" + gitSha, "--input", "model_sha256=" + man.Manifest.SHA256,
+			"--input", "go_image=" + goBase, "--input", "runtime_image=" + runtimeBase,
+			"--config", "registry=" + ref, "--config", "config_source=dagger call arguments",
+			"--output", "image=" + digest, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
+			"--out", evidenceDir + "/evidence.json"}).
+		File(evidenceDir + "/evidence.json")
+	return &Stage{Output: digest, Evidence: evidence}, nil
 }
 
 // target says where deploys and rollbacks go: a Docker engine, or a Kubernetes cluster.
@@ -487,22 +515,22 @@ func (m *Modelship) Deploy(
 	// Model version in the image (default: the newest pushed from --git-sha).
 	// +optional
 	modelVersion string,
-) (string, error) {
+) (*Stage, error) {
 	if branch != pipeline.DeployBranch {
-		return "", fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
+		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
 	}
 	t := target{dockerSocket: dockerSocket, dockerHost: dockerHost, kubeconfig: kubeconfig, namespace: namespace}
 	c, err := m.deployer(t)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	img, man, err := m.image(ctx, gitSha, modelVersion)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", man.Manifest.Version, "--publish", publish}
 	if m.Registry == "" && kubeconfig != nil {
-		return "", errors.New("a cluster pulls images from a registry: give --registry to deploy to Kubernetes")
+		return nil, errors.New("a cluster pulls images from a registry: give --registry to deploy to Kubernetes")
 	}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
@@ -510,13 +538,23 @@ func (m *Modelship) Deploy(
 		c = c.WithFile("/image.tar", img.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDocker}))
 		args = append(args, "--image", local, "--image-archive", "/image.tar")
 	} else {
-		ref, err := m.BuildImage(ctx, gitSha, man.Manifest.Version)
+		built, err := m.BuildImage(ctx, gitSha, man.Manifest.Version)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		args = append(args, "--image", ref)
+		args = append(args, "--image", built.Output)
 	}
-	return c.WithExec(args).Stdout(ctx)
+	return m.runStage(ctx, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
+}
+
+// runStage runs a CLI stage that writes its own evidence, and returns what it printed with it.
+func (m *Modelship) runStage(ctx context.Context, c *dagger.Container, args []string) (*Stage, error) {
+	ran := c.WithExec(args)
+	out, err := ran.Stdout(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Stage{Output: out, Evidence: ran.File(evidenceDir + "/evidence.json")}, nil
 }
 
 // Rollback puts the last good deployment back from deploy_state.json, within the rollback
@@ -548,12 +586,12 @@ func (m *Modelship) Rollback(
 	// +optional
 	// +default="0.0.0.0:8000"
 	publish string,
-) (string, error) {
+) (*Stage, error) {
 	c, err := m.deployer(target{dockerSocket: dockerSocket, dockerHost: dockerHost, kubeconfig: kubeconfig, namespace: namespace})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return c.WithExec([]string{"modelship", "rollback", "--reason", reason, "--to", to, "--publish", publish}).Stdout(ctx)
+	return m.runStage(ctx, c, []string{"modelship", "rollback", "--reason", reason, "--to", to, "--publish", publish})
 }
 
 // EvaluateProduction runs the quality gate against the model deploy_state.json records as live,
@@ -627,29 +665,36 @@ func (m *Modelship) Pipeline(
 	if _, err := m.TestQuality(ctx, modelVersion, gitSha); err != nil {
 		fmt.Fprintf(&log, "test-quality: FAILED\n%v\n", err)
 		if branch == pipeline.DeployBranch {
-			out, rerr := m.Rollback(ctx, "quality gate failed for "+gitSha, "current", dockerSocket, dockerHost, kubeconfig, namespace, publish)
-			fmt.Fprintf(&log, "rollback: %s %v\n", out, rerr)
+			rb, rerr := m.Rollback(ctx, "quality gate failed for "+gitSha, "current", dockerSocket, dockerHost, kubeconfig, namespace, publish)
+			fmt.Fprintf(&log, "rollback: %s %v\n", output(rb), rerr)
 		}
 		return "", errors.New(log.String())
 	}
 	log.WriteString("test-quality: passed\n")
 	if branch != pipeline.DeployBranch {
-		ref, err := m.BuildImage(ctx, gitSha, modelVersion)
+		built, err := m.BuildImage(ctx, gitSha, modelVersion)
 		if err != nil {
 			return "", fmt.Errorf("%sbuild-image: %w", log.String(), err)
 		}
-		fmt.Fprintf(&log, "build-image: %s\ndeploy: skipped (branch %s; only %s deploys)\n", ref, branch, pipeline.DeployBranch)
+		fmt.Fprintf(&log, "build-image: %s\ndeploy: skipped (branch %s; only %s deploys)\n", built.Output, branch, pipeline.DeployBranch)
 		return log.String(), nil
 	}
 	out, err := m.Deploy(ctx, gitSha, branch, dockerSocket, dockerHost, kubeconfig, namespace, publish, modelVersion)
 	if err != nil {
 		fmt.Fprintf(&log, "deploy: FAILED: %v\n", err)
 		rb, rerr := m.Rollback(ctx, "deploy of "+gitSha+" failed verification", "current", dockerSocket, dockerHost, kubeconfig, namespace, publish)
-		fmt.Fprintf(&log, "rollback: %s %v\n", rb, rerr)
+		fmt.Fprintf(&log, "rollback: %s %v\n", output(rb), rerr)
 		return "", errors.New(log.String())
 	}
-	fmt.Fprintf(&log, "deploy: %s", out)
+	fmt.Fprintf(&log, "deploy: %s", out.Output)
 	return log.String(), nil
+}
+
+func output(s *Stage) string {
+	if s == nil {
+		return ""
+	}
+	return s.Output
 }
 
 // Lint runs golangci-lint v2 with the committed .golangci.yml (vet, staticcheck, errcheck,

@@ -372,3 +372,20 @@ func assertEvidence(t *testing.T, c *cli, env, stage string) {
 	require.NotNil(t, st.Current)
 	assert.True(t, strings.HasPrefix(st.Current.Evidence, "s3://"+c.bucket("MODELSHIP_STATE_BUCKET")+"/"+env+"/evidence/"), st.Current.Evidence)
 }
+
+func TestEvidenceCommandRedactsAndNamesEveryField(t *testing.T) {
+	c := newCLI(t)
+	out := filepath.Join(t.TempDir(), "evidence.json")
+	const token = "ghp_not-a-real-token-but-secret"
+	c.env = append(c.env, "REGISTRY_PASSWORD="+token)
+	res, code := c.run("evidence", "--stage", "build-image", "--model-name", "digits", "--model-version", "1",
+		"--input", "git_sha="+gitSHA, "--input", "registry_auth="+token, "--output", "image=r/digits@sha256:abc", "--out", out)
+	require.Equal(t, 0, code, res)
+	raw, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), token)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(raw, &rec))
+	assert.Equal(t, "build-image", rec["stage"])
+	assert.Equal(t, "r/digits@sha256:abc", rec["outputs"].(map[string]any)["image"])
+}

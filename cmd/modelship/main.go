@@ -135,7 +135,7 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.register(root)
-	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newManifestsCmd())
+	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newManifestsCmd(), newEvidenceCmd())
 	return root
 }
 

@@ -1,6 +1,7 @@
 package daggeralias_test
 
 import (
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -137,4 +138,18 @@ func TestPragmasSayWhatEachFunctionIs(t *testing.T) {
 	}
 	require.NotNil(t, source)
 	assert.Contains(t, commentBefore(fset, f, source.Pos()), `+defaultPath="/"`)
+}
+
+// The engine version the module records in evidence is the one dagger.json pins.
+func TestEvidenceNamesThePinnedEngine(t *testing.T) {
+	raw, err := os.ReadFile(projectpath.Join(t, "dagger.json"))
+	require.NoError(t, err)
+	var cfg struct {
+		EngineVersion string `json:"engineVersion"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	src, err := os.ReadFile(projectpath.Join(t, "ci/main.go"))
+	require.NoError(t, err)
+	assert.Contains(t, string(src), `engineVersion = "`+cfg.EngineVersion+`"`)
+	assert.Equal(t, "v0.21.9", cfg.EngineVersion)
 }

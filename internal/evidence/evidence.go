@@ -71,7 +71,7 @@ type Timing struct {
 // New starts a record for stage, invoked with args (os.Args), by the binary of version.
 func New(stage, version string, args []string) *Record {
 	r := &Record{SchemaVersion: Schema, Stage: stage, Invocation: append([]string(nil), args...),
-		Config: map[string]string{}, Inputs: map[string]string{}, Outputs: map[string]any{}, StartedAt: time.Now().UTC()}
+		Config: map[string]string{}, Inputs: map[string]string{}, Outputs: map[string]any{}, Timings: []Timing{}, StartedAt: time.Now().UTC()}
 	r.Versions = Versions{Modelship: version, Go: runtime.Version(), Commit: "unknown", DaggerEngine: "none"}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range info.Settings {
