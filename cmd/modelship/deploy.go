@@ -205,6 +205,7 @@ its digest, the model version and the time.`,
 			run := startStage(cmd, g, &tf, "deploy", deps.State)
 			run.rec.Model.Name, run.rec.Model.Version = rel.ModelName, rel.ModelVersion
 			run.rec.Inputs["git_sha"], run.rec.Inputs["image"], run.rec.Inputs["branch"] = rel.GitSHA, rel.Image, branch
+			run.announce(cmd)
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch,
@@ -259,6 +260,7 @@ person runs 'modelship state resume'.`,
 			defer closer.Close()
 			run := startStage(cmd, g, &tf, "rollback", deps.State)
 			run.rec.Inputs["to"], run.rec.Inputs["reason"] = to, reason
+			run.announce(cmd)
 			out, err := deploy.Rollback(cmd.Context(), deps, deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to),
 				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge, Evidence: run.pointer()})
 			printSteps(cmd, out)

@@ -33,9 +33,11 @@ func startStage(cmd *cobra.Command, g *globals, tf *targetFlags, stage string, s
 	} else {
 		rec.Config["namespace"] = tf.kube.namespace
 	}
-	fmt.Fprintln(cmd.ErrOrStderr(), rec.Banner())
 	return &stageRun{rec: rec, store: store, key: store.EvidenceKey(tf.env, stage, rec.StartedAt)}
 }
+
+// announce prints what the stage runs with, before it starts.
+func (s *stageRun) announce(cmd *cobra.Command) { fmt.Fprintln(cmd.ErrOrStderr(), s.rec.Banner()) }
 
 // pointer is where the evidence will be kept, recorded in deploy_state.json.
 func (s *stageRun) pointer() string { return s.store.URI(s.key) }

@@ -280,8 +280,16 @@ func (d *Docker) rollOut(ctx context.Context, imageID string, live []container.S
 	if err != nil {
 		return fmt.Errorf("inspect candidate %s: %w", short(candidate), err)
 	}
-	bindings := info.NetworkSettings.Ports[serverPort]
+	var bindings []nat.PortBinding
+	if info.NetworkSettings != nil {
+		bindings = info.NetworkSettings.Ports[serverPort]
+	}
 	if len(bindings) == 0 {
+		// A server that dies at once loses its port binding before we look.
+		if info.State != nil && !info.State.Running {
+			return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w: container exited with code %d: %s",
+				short(candidate), rel.Image, describeLive(live), ErrVerification, info.State.ExitCode, d.logTail(ctx, candidate))
+		}
 		return fmt.Errorf("candidate %s has no published port", short(candidate))
 	}
 	if err := d.verifyContainer(ctx, candidate, d.checkHost, bindings[0].HostPort, rel, res); err != nil {
