@@ -248,6 +248,8 @@ type Stage struct {
 	Output string
 	// The stage's evidence.json: versions, inputs, outputs, timings, outcome; secrets redacted.
 	Evidence *dagger.File
+	// build-image only: the CycloneDX SBOM of the image (built when asked for).
+	Sbom *dagger.File
 }
 
 // manifest is the part of `modelship model pull --json` the pipeline reads.
@@ -450,7 +452,7 @@ func (m *Modelship) BuildImage(
 			"--output", "image=" + digest, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
 			"--out", evidenceDir + "/evidence.json"}).
 		File(evidenceDir + "/evidence.json")
-	return &Stage{Output: digest, Evidence: evidence}, nil
+	return &Stage{Output: digest, Evidence: evidence, Sbom: m.sbomOf(img)}, nil
 }
 
 // target says where deploys and rollbacks go: a Docker engine, or a Kubernetes cluster.
@@ -785,8 +787,13 @@ func (m *Modelship) Sbom(
 	if err != nil {
 		return nil, err
 	}
+	return m.sbomOf(img), nil
+}
+
+// sbomOf is trivy's CycloneDX SBOM of an image, from its exported tarball.
+func (m *Modelship) sbomOf(img *dagger.Container) *dagger.File {
 	return dag.Container().From(m.TrivyImage).
 		WithFile("/image.tar", img.AsTarball()).
 		WithExec([]string{"trivy", "image", "--input", "/image.tar", "--format", "cyclonedx", "--output", "/sbom.cdx.json"}).
-		File("/sbom.cdx.json"), nil
+		File("/sbom.cdx.json")
 }
