@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -132,10 +133,7 @@ func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
 	if err := res.Steps.Time("pull", func() (err error) { img, err = d.ensureImage(ctx, rel.Image); return err }); err != nil {
 		return nil, err
 	}
-	res.ImageDigest = img.ID
-	if len(img.RepoDigests) > 0 {
-		res.ImageDigest = img.RepoDigests[0]
-	}
+	res.ImageDigest = repoDigest(rel.Image, img)
 	live, err := d.containers(ctx, false)
 	if err != nil {
 		return nil, err
@@ -187,6 +185,22 @@ func (d *Docker) ensureImage(ctx context.Context, ref string) (image.InspectResp
 		return img, fmt.Errorf("inspect pulled image %s: %w", ref, err)
 	}
 	return img, nil
+}
+
+// repoDigest is the image's digest reference in the repository ref names. An image pushed to
+// several registries has a RepoDigest for each, in no set order; recording another registry's
+// would send a rollback somewhere else. Without one (a local build), it is the image ID.
+func repoDigest(ref string, img image.InspectResponse) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return img.ID
+	}
+	for _, rd := range img.RepoDigests {
+		if d, err := reference.ParseNormalizedNamed(rd); err == nil && d.Name() == named.Name() {
+			return rd
+		}
+	}
+	return img.ID
 }
 
 func pullErr(ref string, err error) error {
