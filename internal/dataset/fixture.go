@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+
+	"github.com/modelship/modelship/internal/strictjson"
 )
 
 // Fixture is the held-out validation set as it is shipped in tests/fixtures/.
@@ -54,9 +56,7 @@ func ReadFixture(path string) (*Fixture, error) {
 		return nil, fmt.Errorf("read validation fixture %s: %w", path, err)
 	}
 	var f Fixture
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Decode(raw, &f); err != nil {
 		return nil, fmt.Errorf("parse validation fixture %s: %w", path, err)
 	}
 	if err := f.Validate(); err != nil {

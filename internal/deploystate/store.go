@@ -14,6 +14,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/strictjson"
 )
 
 // FileName is the object name of the state in each environment's folder.
@@ -127,13 +128,8 @@ func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error
 // Decode parses and validates a state file's bytes for env.
 func Decode(raw []byte, env string) (*State, error) {
 	var st State
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&st); err != nil {
+	if err := strictjson.Decode(raw, &st); err != nil {
 		return nil, fmt.Errorf("%w: not valid deploy_state.json: %v", ErrInvalidState, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalidState)
 	}
 	if err := st.Validate(env); err != nil {
 		return nil, err

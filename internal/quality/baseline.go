@@ -4,7 +4,6 @@
 package quality
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/atomicfile"
+	"github.com/modelship/modelship/internal/strictjson"
 )
 
 // BaselineSchema is the model_baseline.json format this package reads and writes.
@@ -104,9 +104,7 @@ func LoadBaseline(path string) (*Baseline, error) {
 		return nil, fmt.Errorf("read baseline %s: %w", path, err)
 	}
 	var b Baseline
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := strictjson.Decode(raw, &b); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBaseline, path, err)
 	}
 	if err := b.Validate(); err != nil {

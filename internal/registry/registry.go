@@ -31,6 +31,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/strictjson"
 )
 
 // Errors a caller can tell apart with errors.Is.
@@ -383,9 +384,7 @@ func (r *Registry) manifest(ctx context.Context, name, version string) (*Manifes
 		return nil, fmt.Errorf("read manifest s3://%s/%s: %w", r.bucket, key, err)
 	}
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Decode(raw, &m); err != nil {
 		return nil, fmt.Errorf("%w: manifest s3://%s/%s is not valid JSON: %v", ErrIntegrity, r.bucket, key, err)
 	}
 	switch {

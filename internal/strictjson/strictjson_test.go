@@ -1,0 +1,19 @@
+package strictjson_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/modelship/modelship/internal/strictjson"
+)
+
+func TestDecodeIsStrict(t *testing.T) {
+	var v struct{ A int }
+	require.NoError(t, strictjson.Decode([]byte(`{"A": 1}`), &v))
+	assert.Equal(t, 1, v.A)
+	assert.ErrorContains(t, strictjson.Decode([]byte(`{"A": 1, "B": 2}`), &v), `unknown field "B"`)
+	assert.ErrorContains(t, strictjson.Decode([]byte(`{"A": 1} {"A": 2}`), &v), "data after the JSON object")
+	assert.Error(t, strictjson.Decode([]byte(`{"A": `), &v))
+}
