@@ -318,24 +318,26 @@ func (m *Modelship) Serve(
 	if err != nil {
 		return nil, err
 	}
+	return m.service(model, man), nil
+}
+
+// service runs a pulled model's server image as a service on port 8000.
+func (m *Modelship) service(model *dagger.File, man manifest) *dagger.Service {
 	return m.serverImage(model, man, man.Manifest.GitSHA).
 		WithExposedPort(8000).
-		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
+		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
 }
 
 // gate runs the quality gate against the candidate served from its image, and returns the
 // reports and the gate's exit code. The reports are there whatever the verdict.
 func (m *Modelship) gate(ctx context.Context, modelVersion, gitSha string) (*dagger.Directory, int, error) {
-	candidate, err := m.Serve(ctx, modelVersion, gitSha)
-	if err != nil {
-		return nil, 0, err
-	}
-	_, man, err := m.pullModel(ctx, modelVersion, gitSha)
+	// One pull: the version reported is the version served, even when "latest" moves.
+	model, man, err := m.pullModel(ctx, modelVersion, gitSha)
 	if err != nil {
 		return nil, 0, err
 	}
 	run := m.Cli().
-		WithServiceBinding(candidateHost, candidate).
+		WithServiceBinding(candidateHost, m.service(model, man)).
 		WithEnvVariable("MODELSHIP_SERVER_URL", "http://"+candidateHost+":8000").
 		WithEnvVariable("MODELSHIP_MODEL_VERSION", man.Manifest.Version).
 		WithEnvVariable("MODELSHIP_REPORT_DIR", reportsDir).
