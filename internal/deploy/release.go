@@ -77,11 +77,7 @@ func ready(ctx context.Context, deps Deps, env string) error {
 	if err != nil {
 		return err
 	}
-	if st.Halt != nil {
-		return fmt.Errorf("%w: %s is halted since %s: %s; a person must run `modelship state resume --env %s`",
-			deploystate.ErrHalted, env, st.Halt.At.Format(time.RFC3339), st.Halt.Reason, env)
-	}
-	return nil
+	return st.CheckNotHalted()
 }
 
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/modelship/modelship/internal/pipeline"
 )
 
 // SchemaVersion is the deploy_state.json format this package reads and writes.
@@ -89,7 +91,6 @@ type Resume struct {
 
 var (
 	envRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,62})$`)
-	shaRe = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 )
 
 // ValidateEnvironment checks an environment name before it becomes part of an object key.
@@ -148,7 +149,7 @@ func (s *State) Validate(env string) error {
 // Validate checks one deployment record.
 func (d Deployment) Validate() error {
 	var problems []string
-	if !shaRe.MatchString(d.GitSHA) {
+	if !pipeline.IsGitSHA(d.GitSHA) {
 		problems = append(problems, fmt.Sprintf("git_sha %q is not a full commit SHA", d.GitSHA))
 	}
 	if d.Image == "" || strings.ContainsAny(d.Image, " \t\n") {
@@ -285,6 +286,14 @@ func (s *State) Resume(by, reason string, now time.Time) error {
 	}
 	s.Halt = nil
 	return nil
+}
+
+// CheckNotHalted refuses work on a halted environment, saying who must do what.
+func (s *State) CheckNotHalted() error {
+	if s.Halt == nil {
+		return nil
+	}
+	return s.haltedErr()
 }
 
 func (s *State) haltedErr() error {

@@ -26,9 +26,13 @@ var (
 	hostRe = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$`)
 )
 
+// IsGitSHA reports whether sha is a full commit SHA: 40 lower-case hex digits, or 64 for
+// SHA-256 repositories.
+func IsGitSHA(sha string) bool { return shaRe.MatchString(sha) }
+
 // ValidateGitSHA checks a full commit SHA.
 func ValidateGitSHA(sha string) error {
-	if !shaRe.MatchString(sha) {
+	if !IsGitSHA(sha) {
 		return fmt.Errorf("git SHA %q: want the full commit SHA, 40 lower-case hex digits (git rev-parse HEAD)", sha)
 	}
 	return nil

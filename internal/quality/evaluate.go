@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/dataset"
+	"github.com/modelship/modelship/internal/inference"
 	"github.com/modelship/modelship/serving"
 )
 
@@ -86,16 +87,12 @@ func predictedClass(resp *serving.InferResponse, classes int) (int, error) {
 	if len(out.Data) != classes {
 		return 0, fmt.Errorf("output %q has %d values; the fixtures have %d classes", out.Name, len(out.Data), classes)
 	}
-	best := 0
-	for i, v := range out.Data {
+	for _, v := range out.Data {
 		if math.IsNaN(float64(v)) {
 			return 0, fmt.Errorf("output %q holds NaN", out.Name)
 		}
-		if v > out.Data[best] {
-			best = i
-		}
 	}
-	return best, nil
+	return inference.ArgmaxRow(out.Data), nil
 }
 
 // Metrics are the numbers a report and the checks use.

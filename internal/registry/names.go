@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/modelship/modelship/internal/pipeline"
 )
 
 // ErrInvalidName marks a model name, version or git SHA that cannot become part of an object key.
@@ -13,7 +15,6 @@ var ErrInvalidName = errors.New("invalid name")
 var (
 	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]|\.[a-z0-9_-]){0,62}$`)
 	versionRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_+-]|\.[A-Za-z0-9_+-]){0,127}$`)
-	shaRe     = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 	shaPrefix = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 )
 
@@ -41,7 +42,7 @@ func ValidateVersion(version string) error {
 
 // ValidateGitSHA checks a full commit SHA (40 hex digits, or 64 for SHA-256 repositories).
 func ValidateGitSHA(sha string) error {
-	if !shaRe.MatchString(sha) {
+	if !pipeline.IsGitSHA(sha) {
 		return fmt.Errorf("%w: git SHA %q: want the full commit SHA, 40 lower-case hex digits (git rev-parse HEAD)", ErrInvalidName, sha)
 	}
 	return nil
