@@ -24,6 +24,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
 )
 
@@ -65,6 +66,23 @@ func (c *cli) run(args ...string) (string, int) {
 	}
 	require.NoError(c.t, err)
 	return out.String(), 0
+}
+
+// set replaces (or adds) one environment variable of the CLI's runs.
+// Resolution is what `model resolve --json` prints.
+type Resolution struct {
+	Manifest   registry.Manifest
+	ResolvedBy string
+}
+
+func (c *cli) set(key, value string) {
+	for i, kv := range c.env {
+		if strings.HasPrefix(kv, key+"=") {
+			c.env[i] = key + "=" + value
+			return
+		}
+	}
+	c.env = append(c.env, key+"="+value)
 }
 
 func (c *cli) bucket(envKey string) string {
@@ -115,6 +133,64 @@ func TestModelPushPullLs(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &list))
 	require.Len(t, list, 1)
 	assert.Equal(t, "0.9733", list[0]["metadata"].(map[string]any)["accuracy"])
+}
+
+// A commit that pushed no model of its own ships the version modelship.json pins; one that did
+// ships its own. A pin that names another model, or a version the registry lacks, is an error.
+func TestACommitWithoutItsOwnModelShipsThePinnedVersion(t *testing.T) {
+	c := newCLI(t)
+	out, code := c.run("model", "push", projectpath.Join(t, "models/digits-reference.onnx"), "--name", "digits", "--version", "1.0.0", "--git-sha", gitSHA)
+	require.Equal(t, 0, code, out)
+	const codeOnly = "fedcba9876543210fedcba9876543210fedcba98"
+	dir := t.TempDir()
+	pin := filepath.Join(dir, "modelship.json")
+	require.NoError(t, os.WriteFile(pin, []byte(`{"model": {"name": "digits", "version": "1.0.0"}}`), 0o644))
+
+	resolve := func(args ...string) (Resolution, string, int) {
+		out, code := c.run(append([]string{"--json", "model", "resolve", "--name", "digits"}, args...)...)
+		var r Resolution
+		if code == 0 {
+			require.NoError(t, json.Unmarshal([]byte(out), &r), out)
+		}
+		return r, out, code
+	}
+	r, out, code := resolve("--git-sha", codeOnly, "--pinned-from", pin)
+	require.Equal(t, 0, code, out)
+	assert.Equal(t, "pin", r.ResolvedBy)
+	assert.Equal(t, "1.0.0", r.Manifest.Version)
+
+	r, out, code = resolve("--git-sha", gitSHA, "--pinned-from", pin)
+	require.Equal(t, 0, code, out)
+	assert.Equal(t, "git-sha", r.ResolvedBy, "a commit that pushed a model ships its own")
+
+	_, out, code = resolve("--git-sha", codeOnly)
+	assert.Equal(t, 3, code, "without a pin: %s", out)
+	assert.Contains(t, out, "no version of model \"digits\" was pushed from git SHA "+codeOnly)
+
+	_, out, code = resolve("--git-sha", codeOnly, "--pinned-from", filepath.Join(dir, "absent.json"))
+	assert.Equal(t, 3, code, "a missing project file pins nothing: %s", out)
+
+	dest := filepath.Join(dir, "model.onnx")
+	out, code = c.run("model", "pull", "--name", "digits", "--git-sha", codeOnly, "--pinned-from", pin, "-o", dest)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "modelship.json pins 1.0.0")
+	assert.FileExists(t, dest)
+
+	for name, body := range map[string]string{
+		"another model":    `{"model": {"name": "wine", "version": "1.0.0"}}`,
+		"an unknown field": `{"model": {"name": "digits", "version": "1.0.0", "versoin": "2"}}`,
+		"a bad version":    `{"model": {"name": "digits", "version": "../1"}}`,
+	} {
+		require.NoError(t, os.WriteFile(pin, []byte(body), 0o644))
+		_, out, code = resolve("--git-sha", codeOnly, "--pinned-from", pin)
+		assert.Equal(t, 2, code, "%s: %s", name, out)
+		assert.Contains(t, out, "modelship.json", name)
+	}
+
+	require.NoError(t, os.WriteFile(pin, []byte(`{"model": {"name": "digits", "version": "9.9.9"}}`), 0o644))
+	_, out, code = resolve("--git-sha", codeOnly, "--pinned-from", pin)
+	assert.Equal(t, 3, code, "a pinned version the registry lacks: %s", out)
+	assert.Contains(t, out, "version 9.9.9 is not in")
 }
 
 func TestExitCodesNameWhatWentWrong(t *testing.T) {
@@ -287,11 +363,17 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 	common := []string{"--env", env, "--publish", publish, "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
 	deployArgs := append([]string{"deploy", "--image", ref, "--model-version", "1", "--git-sha", gitSHA}, common...)
 
-	out, code := c.run(append(deployArgs, "--branch", "feature/x")...)
+	// An empty store: the state bucket does not exist until the first deploy creates it.
+	c.set("MODELSHIP_STATE_BUCKET", "state-new-"+strings.ToLower(rand.Text()[:8]))
+	out, code := c.run("state", "show", "--env", env)
+	assert.Equal(t, 3, code, "no state yet is 'not found': %s", out)
+	assert.Contains(t, out, "does not exist yet")
+
+	out, code = c.run(append(deployArgs, "--branch", "feature/x")...)
 	assert.Equal(t, 8, code, out)
 
 	out, code = c.run(append(deployArgs, "--branch", "main")...)
-	require.Equal(t, 0, code, out)
+	require.Equal(t, 0, code, "the first deploy creates the state bucket: %s", out)
 	assert.Contains(t, out, "deployed "+reg.Addr+"/digits@sha256:")
 	assert.Contains(t, out, "steps: pull")
 	assert.Contains(t, out, "stage deploy, model digits@1", "the stage says what it runs with before it starts")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,8 +73,8 @@ func firstEnv(keys ...string) string {
 
 // deps builds the target, state store and notifier. The webhook URL is a secret: it comes
 // from MODELSHIP_WEBHOOK_URL only, never a flag, and is never printed.
-func (f *targetFlags) deps(g *globals, stderr io.Writer) (deploy.Deps, io.Closer, error) {
-	store, err := g.stateStore()
+func (f *targetFlags) deps(ctx context.Context, g *globals, stderr io.Writer) (deploy.Deps, io.Closer, error) {
+	store, err := g.writableStateStore(ctx)
 	if err != nil {
 		return deploy.Deps{}, nil, err
 	}
@@ -105,7 +106,7 @@ func (f *targetFlags) prepare(g *globals, cmd *cobra.Command) (deploy.Smoke, dep
 	if err != nil {
 		return smoke, deploy.Deps{}, nil, usageError{err}
 	}
-	deps, closer, err := f.deps(g, cmd.ErrOrStderr())
+	deps, closer, err := f.deps(cmd.Context(), g, cmd.ErrOrStderr())
 	return smoke, deps, closer, err
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
@@ -70,4 +71,17 @@ func (g *globals) stateStore() (*deploystate.Store, error) {
 		return nil, err
 	}
 	return deploystate.NewStore(c, g.stateBucket), nil
+}
+
+// writableStateStore is the state store for commands that write it: the bucket is created
+// (versioned) when missing, so the first deploy to an empty store succeeds.
+func (g *globals) writableStateStore(ctx context.Context) (*deploystate.Store, error) {
+	store, err := g.stateStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := store.EnsureBucket(ctx); err != nil {
+		return nil, err
+	}
+	return store, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,12 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry"
 )
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Push, pull and list model versions in the registry"}
-	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelLsCmd(g))
+	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g))
 	return cmd
 }
 
@@ -93,23 +95,26 @@ func parseMetadata(pairs []string) (map[string]string, error) {
 }
 
 func newModelPullCmd(g *globals) *cobra.Command {
-	var ref registry.Ref
+	var opts refOptions
 	var out string
 	cmd := &cobra.Command{
-		Use:   "pull --name NAME [--version VERSION | --git-sha SHA] [-o FILE]",
+		Use:   "pull --name NAME [--version VERSION | --git-sha SHA [--pinned-from modelship.json]] [-o FILE]",
 		Short: "Fetch a model version, verified by sha256, through the local cache",
 		Long: `Fetch NAME@VERSION (default: latest), or the newest version pushed from a git SHA (7+ digits).
+With --pinned-from, a commit that pushed no model gets the version that file pins
+(model.version), so a code-only commit ships the pinned model.
 Every byte is checked against the sha256 recorded at push; a mismatch fails (exit 4) and writes
 nothing. A second pull of the same digest is served from the cache and transfers nothing.`,
-		Example: `  modelship model pull --name digits --git-sha $(git rev-parse HEAD) -o build/model.onnx`,
+		Example: `  modelship model pull --name digits --git-sha $(git rev-parse HEAD) --pinned-from modelship.json -o build/model.onnx`,
 		Args:    requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			reg, err := g.registry()
+			ref, err := opts.resolved()
 			if err != nil {
 				return err
 			}
-			if ref.Version == "" && ref.GitSHA == "" {
-				ref.Version = registry.Latest
+			reg, err := g.registry()
+			if err != nil {
+				return err
 			}
 			start := time.Now()
 			res, err := reg.Pull(cmd.Context(), ref, out)
@@ -126,16 +131,104 @@ nothing. A second pull of the same digest is served from the cache and transfers
 			m := res.Manifest
 			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s@%s (git %s) sha256:%s to %s: %s in %s\n",
 				m.Name, m.Version, short(m.GitSHA), m.SHA256, res.Path, source, time.Since(start).Round(time.Millisecond))
+			if res.ResolvedBy == registry.ResolvedByPin {
+				fmt.Fprintf(cmd.OutOrStdout(), "no version was pushed from git %s: %s pins %s\n", short(ref.GitSHA), opts.pinnedFrom, m.Version)
+			}
 			return nil
 		},
 	}
+	opts.register(cmd)
+	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the model (default: print the cache path)")
+	return cmd
+}
+
+// refOptions select a model version on pull and resolve: by version, "latest", or git SHA with
+// the project file's pin as the fallback.
+type refOptions struct {
+	ref        registry.Ref
+	pinnedFrom string
+}
+
+func (o *refOptions) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&ref.Name, "name", "", "model name (required)")
-	f.StringVar(&ref.Version, "version", "", "version, or 'latest' (the default)")
-	f.StringVar(&ref.GitSHA, "git-sha", "", "commit SHA the version was pushed from (7+ hex digits)")
-	f.StringVarP(&out, "output", "o", "", "where to write the model (default: print the cache path)")
+	f.StringVar(&o.ref.Name, "name", "", "model name (required)")
+	f.StringVar(&o.ref.Version, "version", "", "version, or 'latest' (the default)")
+	f.StringVar(&o.ref.GitSHA, "git-sha", "", "commit SHA the version was pushed from (7+ hex digits)")
+	f.StringVar(&o.pinnedFrom, "pinned-from", "", "project file whose model.version a --git-sha that pushed no model falls back to (modelship.json)")
 	_ = cmd.MarkFlagRequired("name")
 	cmd.MarkFlagsMutuallyExclusive("version", "git-sha")
+	cmd.MarkFlagsMutuallyExclusive("version", "pinned-from")
+}
+
+// resolved is the Ref to look up: the pin read, and "latest" when nothing else was asked for.
+func (o *refOptions) resolved() (registry.Ref, error) {
+	ref := o.ref
+	if o.pinnedFrom != "" {
+		pinned, err := pinnedVersion(o.pinnedFrom, ref.Name)
+		if err != nil {
+			return ref, err
+		}
+		ref.Pinned = pinned
+	}
+	if ref.Version == "" && ref.GitSHA == "" {
+		ref.Version = registry.Latest
+	}
+	return ref, nil
+}
+
+// pinnedVersion reads the version a project file pins for model name. A missing file pins
+// nothing: a repository need not pin, and then a commit must push its own model.
+func pinnedVersion(path, name string) (string, error) {
+	cfg, err := project.Load(path)
+	if errors.Is(err, project.ErrNoFile) {
+		return "", nil
+	}
+	if err != nil {
+		return "", usageError{err}
+	}
+	v, err := cfg.PinnedVersion(name)
+	if err != nil {
+		return "", usageError{err}
+	}
+	return v, nil
+}
+
+// Resolution is what `model resolve --json` prints: the manifest and how it was chosen.
+type Resolution struct {
+	Manifest   registry.Manifest
+	ResolvedBy string
+}
+
+func newModelResolveCmd(g *globals) *cobra.Command {
+	var opts refOptions
+	cmd := &cobra.Command{
+		Use:   "resolve --name NAME [--version VERSION | --git-sha SHA [--pinned-from modelship.json]]",
+		Short: "Say which version a pull would fetch, downloading nothing",
+		Long: `Resolve NAME@VERSION, "latest", or a git SHA (with --pinned-from, falling back to the version
+the project file pins) to one immutable version, and print its manifest. Pipelines resolve afresh
+on every run and then pull that exact version, which they may cache.`,
+		Args: requireArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ref, err := opts.resolved()
+			if err != nil {
+				return err
+			}
+			reg, err := g.registry()
+			if err != nil {
+				return err
+			}
+			m, how, err := reg.Lookup(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
+			if g.jsonOutput {
+				return writeJSON(cmd.OutOrStdout(), Resolution{Manifest: *m, ResolvedBy: how})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s (git %s) sha256:%s, chosen by %s\n", m.Name, m.Version, short(m.GitSHA), m.SHA256, how)
+			return nil
+		},
+	}
+	opts.register(cmd)
 	return cmd
 }
 

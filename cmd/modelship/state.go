@@ -73,7 +73,7 @@ func newStateResumeCmd(g *globals) *cobra.Command {
 		Short: "Lift a halt so deploys and rollbacks run again (logged in the state)",
 		Args:  requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := g.stateStore()
+			store, err := g.writableStateStore(cmd.Context())
 			if err != nil {
 				return err
 			}

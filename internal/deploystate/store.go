@@ -112,6 +112,9 @@ func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error
 		if errors.Is(err, objstore.ErrNotFound) {
 			return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", ErrNoState, s.bucket, key, env)
 		}
+		if errors.Is(err, objstore.ErrNoSuchBucket) {
+			return nil, "", fmt.Errorf("%w: bucket %q does not exist yet, so environment %s has never been deployed (the first deploy creates it; check --state-bucket if one was expected)", ErrNoState, s.bucket, env)
+		}
 		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
 	}
 	raw, err := io.ReadAll(io.LimitReader(obj, 16<<20))

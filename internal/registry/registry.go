@@ -265,7 +265,19 @@ type Ref struct {
 	Name    string
 	Version string
 	GitSHA  string
+	// Pinned is the version a GitSHA falls back to when no version was pushed from that
+	// commit: the one the repository pins (modelship.json), so a code-only commit ships the
+	// pinned model instead of failing.
+	Pinned string
 }
+
+// How a Ref was resolved, as PullResult.ResolvedBy says.
+const (
+	ResolvedByVersion = "version"
+	ResolvedByLatest  = "latest"
+	ResolvedByGitSHA  = "git-sha"
+	ResolvedByPin     = "pin"
+)
 
 func (ref Ref) String() string {
 	if ref.GitSHA != "" {
@@ -276,28 +288,48 @@ func (ref Ref) String() string {
 
 // Resolve finds the manifest a Ref points at.
 func (r *Registry) Resolve(ctx context.Context, ref Ref) (*Manifest, error) {
+	m, _, err := r.Lookup(ctx, ref)
+	return m, err
+}
+
+// Lookup finds the manifest a Ref points at and says how (one of the ResolvedBy values).
+func (r *Registry) Lookup(ctx context.Context, ref Ref) (*Manifest, string, error) {
 	if err := ValidateName(ref.Name); err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	if ref.Pinned != "" {
+		if err := ValidateVersion(ref.Pinned); err != nil {
+			return nil, "", fmt.Errorf("pinned version: %w", err)
+		}
 	}
 	switch {
 	case ref.GitSHA != "" && ref.Version != "":
-		return nil, fmt.Errorf("%w: give a version or a git SHA, not both", ErrInvalidName)
+		return nil, "", fmt.Errorf("%w: give a version or a git SHA, not both", ErrInvalidName)
 	case ref.GitSHA != "":
-		return r.resolveSHA(ctx, ref.Name, ref.GitSHA)
+		m, err := r.resolveSHA(ctx, ref.Name, ref.GitSHA)
+		if errors.Is(err, ErrNotFound) && ref.Pinned != "" {
+			pinned, perr := r.manifest(ctx, ref.Name, ref.Pinned)
+			if perr != nil {
+				return nil, "", fmt.Errorf("no version of model %q was pushed from git SHA %s, and the pinned version: %w", ref.Name, ref.GitSHA, perr)
+			}
+			return pinned, ResolvedByPin, nil
+		}
+		return m, ResolvedByGitSHA, err
 	case ref.Version == "" || ref.Version == Latest:
 		all, err := r.List(ctx, ref.Name)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if len(all) == 0 {
-			return nil, fmt.Errorf("%w: model %q has no versions in s3://%s; push one with `modelship model push`", ErrNotFound, ref.Name, r.bucket)
+			return nil, "", fmt.Errorf("%w: model %q has no versions in s3://%s; push one with `modelship model push`", ErrNotFound, ref.Name, r.bucket)
 		}
-		return &all[0], nil
+		return &all[0], ResolvedByLatest, nil
 	default:
 		if err := ValidateVersion(ref.Version); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return r.manifest(ctx, ref.Name, ref.Version)
+		m, err := r.manifest(ctx, ref.Name, ref.Version)
+		return m, ResolvedByVersion, err
 	}
 }
 
@@ -411,17 +443,19 @@ type PullResult struct {
 	Path            string
 	CacheHit        bool
 	BytesDownloaded int64
+	// ResolvedBy says how the version was chosen: version, latest, git-sha or pin.
+	ResolvedBy string
 }
 
 // Pull fetches the artifact ref points at into dest (a file path; "" leaves it in the cache and
 // returns that path). Every byte is checked against the manifest's sha256 before it is used.
 func (r *Registry) Pull(ctx context.Context, ref Ref, dest string) (*PullResult, error) {
-	m, err := r.Resolve(ctx, ref)
+	m, how, err := r.Lookup(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	cached := filepath.Join(r.cacheDir, "sha256", m.SHA256)
-	res := &PullResult{Manifest: *m, Path: cached}
+	res := &PullResult{Manifest: *m, Path: cached, ResolvedBy: how}
 	if digest, size, err := hashFile(cached); err == nil && digest == m.SHA256 && size == m.Size {
 		res.CacheHit = true
 		r.stats.cacheHits.Add(1)
