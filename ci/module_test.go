@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The engine turns doc comments into `dagger call --help` and pragmas into behaviour; these
+// tests read the module's source the way the engine does, so a missing doc or pragma fails here
+// rather than on a user's machine.
+
+// moduleSource parses the module's own files (not the generated bindings, not tests).
+func moduleSource(t *testing.T) (*token.FileSet, []*ast.File) {
+	t.Helper()
+	fset := token.NewFileSet()
+	paths, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	var files []*ast.File
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") || strings.HasSuffix(p, ".gen.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.ParseComments)
+		require.NoError(t, err)
+		files = append(files, f)
+	}
+	require.NotEmpty(t, files)
+	return fset, files
+}
+
+// function is one function the engine exposes: the constructor or an exported method.
+type function struct {
+	decl *ast.FuncDecl
+	file *ast.File
+}
+
+func moduleFunctions(t *testing.T) (*token.FileSet, map[string]function) {
+	fset, files := moduleSource(t)
+	funcs := map[string]function{}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || !fn.Name.IsExported() || (fn.Recv == nil && fn.Name.Name != "New") {
+				continue
+			}
+			name := fn.Name.Name
+			if fn.Recv != nil {
+				recv := receiverType(fn)
+				if !ast.IsExported(recv) {
+					continue // methods of unexported types (errors) are not functions the engine exposes
+				}
+				name = recv + "." + name
+			}
+			funcs[name] = function{decl: fn, file: f}
+		}
+	}
+	return fset, funcs
+}
+
+func receiverType(fn *ast.FuncDecl) string {
+	t := fn.Recv.List[0].Type
+	if star, ok := t.(*ast.StarExpr); ok {
+		t = star.X
+	}
+	return t.(*ast.Ident).Name
+}
+
+// commentBefore returns the comment group that ends on the line before pos.
+func commentBefore(fset *token.FileSet, f *ast.File, pos token.Pos) string {
+	line := fset.Position(pos).Line
+	for _, cg := range f.Comments {
+		if fset.Position(cg.End()).Line == line-1 {
+			return cg.Text()
+		}
+	}
+	return ""
+}
+
+func TestEveryFunctionAndArgumentIsDocumented(t *testing.T) {
+	fset, funcs := moduleFunctions(t)
+	for _, name := range []string{"New", "Modelship.TestQuality", "Modelship.QualityReports", "Modelship.BuildImage",
+		"Modelship.Deploy", "Modelship.Rollback", "Modelship.Ship", "Modelship.Serve", "Modelship.State",
+		"Modelship.Resume", "Modelship.EvaluateProduction", "Modelship.Cli", "Modelship.Tools", "Stage.Sbom"} {
+		require.Contains(t, funcs, name, "the module has %s", name)
+	}
+	for name, fn := range funcs {
+		if name != "New" {
+			assert.NotNil(t, fn.decl.Doc, "%s has a doc comment", name)
+		}
+		for _, field := range fn.decl.Type.Params.List {
+			for _, n := range field.Names {
+				if n.Name == "ctx" {
+					continue
+				}
+				doc := commentBefore(fset, fn.file, n.Pos())
+				assert.NotEmpty(t, strings.TrimSpace(doc), "argument %s of %s is documented", n.Name, name)
+				if strings.Contains(doc, "+") {
+					// A doc, a blank line, then the pragmas: the engine keeps pragmas out of --help.
+					text, _, _ := strings.Cut(doc, "+")
+					assert.True(t, strings.HasSuffix(text, "\n\n"), "argument %s of %s: a blank // line between its doc and its pragmas", n.Name, name)
+				}
+			}
+		}
+	}
+}
+
+func TestPragmasSayWhatEachFunctionIs(t *testing.T) {
+	fset, funcs := moduleFunctions(t)
+	doc := func(name string) string { return funcs[name].decl.Doc.Text() }
+	for _, name := range []string{"TestQuality", "Lint", "UnitTest", "Scan"} {
+		assert.Contains(t, doc("Modelship."+name), "+check", name)
+	}
+	for _, name := range []string{"Deploy", "Rollback", "Ship", "State", "Resume", "EvaluateProduction"} {
+		assert.Contains(t, doc("Modelship."+name), `+cache="never"`, "%s has side effects or reads live state", name)
+	}
+	found := false
+	for _, field := range funcs["New"].decl.Type.Params.List {
+		for _, n := range field.Names {
+			if n.Name == "source" {
+				found = true
+				assert.Contains(t, commentBefore(fset, funcs["New"].file, n.Pos()), `+defaultPath="/"`)
+			}
+		}
+	}
+	assert.True(t, found, "New takes the project as source")
+}
+
+// The v0.21 CLI hides root functions named like core fields ("pipeline" was one): none of ours may be.
+func TestNoFunctionIsNamedLikeACoreField(t *testing.T) {
+	_, funcs := moduleFunctions(t)
+	for name := range funcs {
+		_, method, _ := strings.Cut(name, ".")
+		assert.NotContains(t, []string{"Pipeline", "With", "Container", "Directory", "Host", "Version"}, method)
+	}
+}
+
+// No target argument is repeated: the deploy target is set once, before the function.
+func TestTargetArgumentsAppearOnlyInTheConstructor(t *testing.T) {
+	_, funcs := moduleFunctions(t)
+	targetArgs := []string{"dockerSocket", "dockerHost", "kubeconfig", "namespace", "publish"}
+	for name, fn := range funcs {
+		for _, field := range fn.decl.Type.Params.List {
+			for _, n := range field.Names {
+				if name != "New" {
+					assert.NotContains(t, targetArgs, n.Name, "%s repeats a target argument", name)
+				}
+			}
+		}
+	}
+}
+
+func daggerJSON(t *testing.T) (engineVersion string) {
+	t.Helper()
+	raw, err := os.ReadFile("../dagger.json")
+	require.NoError(t, err)
+	var cfg struct {
+		EngineVersion string `json:"engineVersion"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	return cfg.EngineVersion
+}
+
+// The engine version the module records in evidence is the one dagger.json pins.
+func TestEvidenceNamesThePinnedEngine(t *testing.T) {
+	assert.Equal(t, daggerJSON(t), engineVersion)
+}

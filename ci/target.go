@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/modelship/modelship/ci/internal/dagger"
+	"github.com/modelship/modelship/internal/pipeline"
+)
+
+// checkTarget refuses two targets at once: deploys go to one Docker engine or one cluster.
+func checkTarget(dockerSocket *dagger.Socket, dockerHost string, kubeconfig *dagger.Secret) error {
+	switch {
+	case kubeconfig != nil && (dockerSocket != nil || dockerHost != ""):
+		return errors.New("give a Docker engine (--docker-socket, --docker-host) or a cluster (--kubeconfig), not both")
+	case dockerSocket != nil && dockerHost != "":
+		return errors.New("give --docker-socket or --docker-host, not both")
+	case dockerHost != "" && !strings.HasPrefix(dockerHost, "tcp://"):
+		return fmt.Errorf("--docker-host %q: want tcp://HOST:PORT (a local engine is --docker-socket /var/run/docker.sock)", dockerHost)
+	}
+	return nil
+}
+
+// deployer is the CLI container wired to the target: a Docker engine by socket or tcp:// host,
+// or a cluster by kubeconfig (mounted as a secret file).
+func (m *Modelship) deployer() (*dagger.Container, error) {
+	c := m.Cli().WithEnvVariable("MODELSHIP_CHECK_HOST", "container").WithEnvVariable("MODELSHIP_PUBLISH", m.Publish)
+	switch {
+	case m.Kubeconfig != nil:
+		return c.WithMountedSecret("/run/secrets/kubeconfig", m.Kubeconfig).
+			WithEnvVariable("MODELSHIP_TARGET", "kubernetes").
+			WithEnvVariable("KUBECONFIG", "/run/secrets/kubeconfig").
+			WithEnvVariable("MODELSHIP_NAMESPACE", m.Namespace).
+			WithEnvVariable("MODELSHIP_K8S_NAME", m.ModelName), nil
+	case m.DockerSocket != nil:
+		return c.WithUnixSocket("/var/run/docker.sock", m.DockerSocket).WithEnvVariable("DOCKER_HOST", "unix:///var/run/docker.sock"), nil
+	case m.DockerHost != "":
+		return c.WithEnvVariable("DOCKER_HOST", m.DockerHost), nil
+	default:
+		return nil, errors.New("no deploy target: give one before the function, e.g. `dagger call --docker-socket=/var/run/docker.sock deploy ...`, or --docker-host tcp://HOST:2375, or --kubeconfig file://$HOME/.kube/config")
+	}
+}
+
+// runStage runs a CLI stage that writes its own evidence, on every call, and returns what it
+// printed with it.
+func runStage(ctx context.Context, what string, c *dagger.Container, args []string) (*Stage, error) {
+	ran := fresh(c).WithExec(args)
+	out, err := ran.Stdout(ctx)
+	if err != nil {
+		return nil, failed(what, err)
+	}
+	return &Stage{Output: out, Evidence: ran.File(evidenceDir + "/evidence.json")}, nil
+}
+
+// Deploy is the deploy stage (main only): rolls the commit's image out to the target given
+// before it (--docker-socket, --docker-host or --kubeconfig), verifies readiness and a smoke
+// inference, and records it in deploy_state.json. Runs on every call.
+//
+// +cache="never"
+func (m *Modelship) Deploy(
+	ctx context.Context,
+	// Commit being deployed.
+	gitSha string,
+	// Branch of this run; anything but main is refused.
+	branch string,
+	// Model version in the image (default: the one pushed from --git-sha, else the one modelship.json pins).
+	//
+	// +optional
+	modelVersion string,
+) (*Stage, error) {
+	if branch != pipeline.DeployBranch {
+		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
+	}
+	c, err := m.deployer()
+	if err != nil {
+		return nil, err
+	}
+	if m.Registry == "" && m.Kubeconfig != nil {
+		return nil, errors.New("a cluster pulls images from a registry: give --registry to deploy to Kubernetes")
+	}
+	img, res, err := m.image(ctx, gitSha, modelVersion)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version}
+	if m.Registry == "" {
+		// No registry the engine can reach: hand it the image as a tarball.
+		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
+		c = c.WithFile("/image.tar", img.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDocker}))
+		args = append(args, "--image", local, "--image-archive", "/image.tar")
+	} else {
+		built, err := m.BuildImage(ctx, gitSha, res.Manifest.Version)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--image", built.Output)
+	}
+	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
+}
+
+// Rollback puts the last good deployment back from deploy_state.json on the target given
+// before it, within the rollback budget: the third rollback within an hour halts the
+// environment until `resume`. Runs on every call.
+//
+// +cache="never"
+func (m *Modelship) Rollback(
+	ctx context.Context,
+	// Why; recorded in deploy_state.json and sent to the webhook.
+	reason string,
+	// current restores what the state records as live (after a failed gate or rollout);
+	// previous goes back past it.
+	//
+	// +optional
+	// +default="current"
+	to string,
+) (*Stage, error) {
+	c, err := m.deployer()
+	if err != nil {
+		return nil, err
+	}
+	return runStage(ctx, "roll "+m.Environment+" back", c, []string{"modelship", "rollback", "--reason", reason, "--to", to})
+}
+
+// State prints the environment's deploy_state.json, validated, as it is now.
+//
+// +cache="never"
+func (m *Modelship) State(ctx context.Context) (string, error) {
+	out, err := fresh(m.Cli()).WithExec([]string{"modelship", "state", "show"}).Stdout(ctx)
+	if err != nil {
+		return "", failed("read deploy_state.json of "+m.Environment, err)
+	}
+	return out, nil
+}
+
+// Resume lifts a halt so deploys and rollbacks run again; who and why are logged in
+// deploy_state.json, and the rollback budget counts from now.
+//
+// +cache="never"
+func (m *Modelship) Resume(
+	ctx context.Context,
+	// Who is resuming.
+	by string,
+	// Why it is safe to go on.
+	reason string,
+) (string, error) {
+	out, err := fresh(m.Cli()).WithExec([]string{"modelship", "state", "resume", "--by", by, "--reason", reason}).Stdout(ctx)
+	if err != nil {
+		return "", failed("resume "+m.Environment, err)
+	}
+	return out, nil
+}

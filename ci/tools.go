@@ -1,0 +1,96 @@
+package main
+
+import (
+	"github.com/modelship/modelship/ci/internal/dagger"
+	"github.com/modelship/modelship/internal/pipeline"
+)
+
+const (
+	gotestsumPkg = "gotest.tools/gotestsum@v1.13.0"
+	// embeddedUser is the embedded MinIO's user. It is a secret, and the engine redacts a
+	// secret's value wherever it appears, so it must be a string no log, image name or message
+	// contains by chance.
+	embeddedUser     = "msx-embedded-7c1e"
+	embeddedPassword = "msx-embedded-minio-4f2a9d"
+	embeddedS3       = "http://minio:9000"
+)
+
+// goEnv is the Go toolchain with the source and shared module and build caches.
+func (m *Modelship) goEnv() *dagger.Container {
+	return dag.Container().
+		From(m.GoImage).
+		WithMountedCache("/go/pkg/mod", dag.CacheVolume(cacheGoMod)).
+		WithMountedCache("/root/.cache/go-build", dag.CacheVolume(cacheGoBuild)).
+		WithEnvVariable("CGO_ENABLED", "0").
+		WithEnvVariable("GOFLAGS", "-trimpath").
+		WithDirectory(srcDir, m.Source).
+		WithWorkdir(srcDir)
+}
+
+// Tools builds the modelship CLI, the model server and gotestsum from source. The binaries
+// report the digest of the source they were built from as their version.
+func (m *Modelship) Tools() *dagger.Directory {
+	return m.goEnv().
+		WithEnvVariable("GOBIN", "/out").
+		WithExec([]string{"sh", "-c", `set -e
+v="src-$(find . -type f ! -path './.git/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
+go build -ldflags "-X main.version=$v" -o /out/ ./cmd/modelship ./serving/cmd/model-server`}).
+		WithExec([]string{"go", "install", gotestsumPkg}).
+		Directory("/out")
+}
+
+// tooled is the Go toolchain with the built binaries on PATH and no storage: for what needs
+// the CLI but neither the registry nor the state.
+func (m *Modelship) tooled() *dagger.Container {
+	return m.goEnv().WithDirectory("/usr/local/bin", m.Tools())
+}
+
+// storage is where the registry and the state live, and the service to bind when embedded.
+func (m *Modelship) storage() (endpoint string, svc *dagger.Service, access, secret *dagger.Secret) {
+	if m.StorageEndpoint != "" {
+		return m.StorageEndpoint, nil, m.StorageAccessKey, m.StorageSecretKey
+	}
+	// An ephemeral store on the engine: its fixed credentials guard nothing outside the session.
+	user := dag.SetSecret("modelship-embedded-minio-user", embeddedUser)
+	password := dag.SetSecret("modelship-embedded-minio-password", embeddedPassword)
+	svc = dag.Container().
+		From(m.MinioImage).
+		WithMountedCache("/data", dag.CacheVolume(cacheMinio)).
+		WithSecretVariable("MINIO_ROOT_USER", user).
+		WithSecretVariable("MINIO_ROOT_PASSWORD", password).
+		WithEnvVariable("MINIO_BROWSER", "off").
+		WithExposedPort(9000).
+		AsService(dagger.ContainerAsServiceOpts{Args: []string{"minio", "server", "/data", "--address", ":9000"}})
+	return embeddedS3, svc, user, password
+}
+
+// Cli is a container with the modelship CLI set up for this pipeline's storage and caches,
+// e.g. `dagger call cli terminal`, or `dagger call cli with-exec --args modelship,model,ls,--name,digits stdout`.
+func (m *Modelship) Cli() *dagger.Container {
+	endpoint, svc, access, secret := m.storage()
+	c := m.tooled().
+		WithMountedCache("/var/cache/modelship", dag.CacheVolume(cacheModels)).
+		WithEnvVariable("MODELSHIP_CACHE_DIR", "/var/cache/modelship").
+		WithEnvVariable("AWS_ENDPOINT_URL_S3", endpoint).
+		WithEnvVariable("AWS_REGION", m.StorageRegion).
+		WithEnvVariable("MODELSHIP_MODELS_BUCKET", m.ModelsBucket).
+		WithEnvVariable("MODELSHIP_STATE_BUCKET", m.StateBucket).
+		WithEnvVariable("MODELSHIP_ENVIRONMENT", m.Environment).
+		WithEnvVariable("MODELSHIP_MODEL_NAME", m.ModelName).
+		WithEnvVariable("MODELSHIP_DAGGER_ENGINE_VERSION", engineVersion).
+		WithEnvVariable("MODELSHIP_EVIDENCE_DIR", evidenceDir)
+	if access != nil {
+		c = c.WithSecretVariable("AWS_ACCESS_KEY_ID", access).WithSecretVariable("AWS_SECRET_ACCESS_KEY", secret)
+	}
+	if m.WebhookURL != nil {
+		c = c.WithSecretVariable("MODELSHIP_WEBHOOK_URL", m.WebhookURL)
+	}
+	if svc != nil {
+		// The embedded store starts empty: give it the reference model (a no-op once there).
+		// Not fresh: every exec chained after a fresh one would miss the cache too.
+		c = c.WithServiceBinding("minio", svc).
+			WithExec([]string{"modelship", "model", "push", pipeline.ReferenceModelFile, "--name", m.ModelName,
+				"--version", pipeline.ReferenceModelVersion, "--git-sha", pipeline.ReferenceGitSHA})
+	}
+	return c
+}
