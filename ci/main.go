@@ -211,7 +211,7 @@ func New(
 		Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword,
 		ImageRepository: imageRepository, ModelName: modelName,
 		GoImage: goImage, RuntimeImage: runtimeImage, MinioImage: minioImage, RegistryImage: registryImage, TrivyImage: trivyImage,
-		WebhookURL: webhookUrl,
+		WebhookURL:   webhookUrl,
 		DockerSocket: dockerSocket, DockerHost: dockerHost, Kubeconfig: kubeconfig, Namespace: namespace, Publish: publish,
 	}, nil
 }
