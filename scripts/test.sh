@@ -12,13 +12,14 @@ required=()
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-# Debian packages: a Docker engine, a static busybox for the locally made Go base image, and
-# `file` to check it is static.
+# Debian packages: a Docker engine, a static busybox for the locally made Go base image,
+# `file` to check it is static, and shellcheck for the scripts.
 install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v file >/dev/null || missing+=(file)
   command -v npm >/dev/null || missing+=(npm)
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
   [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || missing+=(busybox-static)
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   ((${#missing[@]} == 0)) && return 0
@@ -93,7 +94,8 @@ MODELSHIP_TEST_REQUIRE=$(IFS=,; echo "${required[*]}")
 log "set up in $((SECONDS - start))s; required parts: ${MODELSHIP_TEST_REQUIRE:-none}"
 
 log "gofmt and go vet"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+mapfile -t go_files < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+unformatted=$(gofmt -l "${go_files[@]}")
 if [[ -n "$unformatted" ]]; then
   echo "gofmt wants changes in:" >&2
   echo "$unformatted" >&2
@@ -104,6 +106,9 @@ go vet ./...
 log "golangci-lint (.golangci.yml) on the root module and ci/"
 golangci-lint run ./...
 (cd ci && golangci-lint run --build-tags modelship_typecheck ./...)
+
+log "shellcheck on the scripts (the e2e script runs only where an engine is)"
+shellcheck scripts/*.sh .ci/run
 
 log "the Dagger module and the CI files"
 bash scripts/check-ci.sh

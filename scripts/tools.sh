@@ -75,7 +75,8 @@ build_in_scratch_module() {
   local scratch
   scratch=$(mktemp -d)
   printf '%s\n' "$gomod" >"$scratch/go.mod"
-  (cd "$scratch" && GOFLAGS=-mod=mod go mod download >/dev/null 2>&1 || true)
+  # Best effort: the build below downloads what is still missing and reports it.
+  (cd "$scratch" && { GOFLAGS=-mod=mod go mod download >/dev/null 2>&1 || true; })
   rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
   (cd "$scratch" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/" "$@")
   rm -rf "$scratch"

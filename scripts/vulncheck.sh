@@ -3,7 +3,7 @@
 # no internet but the module proxy) the result is "database unreachable": said plainly, never a
 # pass. Exit 1 only when vulnerabilities are found or govulncheck itself fails otherwise.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 out=$(govulncheck ./... 2>&1)
 code=$?
 if [[ $code == 0 ]]; then
