@@ -417,6 +417,18 @@ func TestKubernetesTargetCommands(t *testing.T) {
 	assert.Contains(t, out, "kind: Deployment")
 	assert.Contains(t, out, "name: digits-blue")
 
+	// manifests renders exactly what deploy applies, from the same flags and defaults (the scan
+	// check reads it); with resource flags set, both carry them.
+	for _, extra := range [][]string{nil, {"--cpu-request", "250m", "--memory-limit", "256Mi"}} {
+		dry, code := c.run(append(append(deployArgs(gitSHA, "1"), "--dry-run"), extra...)...)
+		require.Equal(t, 0, code, dry)
+		rendered, code := c.run(append([]string{"manifests", "--image", "registry.test/digits:" + gitSHA, "--model-version", "1",
+			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--env", ns}, extra...)...)
+		require.Equal(t, 0, code, rendered)
+		assert.Equal(t, dry, rendered, "manifests %v", extra)
+	}
+	assert.NotContains(t, out, "cpu: 100m", "no resource requests unless asked for, as deploy")
+
 	out, code = c.run(deployArgs(gitSHA, "1")...)
 	require.Equal(t, 0, code, out)
 	out, code = c.run(deployArgs(other, "2")...)

@@ -40,20 +40,52 @@ type kubeFlags struct {
 	smokeURL                               string
 }
 
+// register binds the Kubernetes target's flags; deploy, rollback and manifests share them, so
+// manifests renders what deploy applies.
+func (k *kubeFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
+	fl.StringVar(&k.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
+	fl.StringVar(&k.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
+	fl.Int32Var(&k.replicas, "replicas", 2, "pods per colour")
+	fl.Int32Var(&k.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
+	fl.StringVar(&k.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")
+	fl.StringVar(&k.memoryRequest, "memory-request", "", "memory request per pod, e.g. 128Mi")
+	fl.StringVar(&k.memoryLimit, "memory-limit", "", "memory limit per pod, e.g. 512Mi")
+	fl.DurationVar(&k.progressDeadline, "progress-deadline", time.Minute, "a rollout that does not progress for this long fails")
+	fl.StringVar(&k.smokeURL, "smoke-url", "", "URL of the new colour's server for the smoke inference, {colour} replaced (optional; the cluster must be reachable)")
+}
+
+// config is the Kubernetes target's configuration, without a client (manifests needs none).
+func (k *kubeFlags) config(env string, readyTimeout time.Duration) deploy.KubernetesConfig {
+	kc := deploy.KubernetesConfig{Namespace: k.namespace, Name: k.name, Environment: env,
+		Replicas: k.replicas, IdleReplicas: k.idleReplicas, CPURequest: k.cpuRequest,
+		MemoryRequest: k.memoryRequest, MemoryLimit: k.memoryLimit, ProgressDeadline: k.progressDeadline,
+		RolloutTimeout: readyTimeout + k.progressDeadline}
+	if k.smokeURL != "" {
+		tmpl := k.smokeURL
+		kc.SmokeURL = func(colour string) string { return strings.ReplaceAll(tmpl, "{colour}", colour) }
+	}
+	return kc
+}
+
+// bindRelease binds the flags that name a release; deploy and manifests share them.
+func bindRelease(cmd *cobra.Command, rel *deploy.Release) {
+	f := cmd.Flags()
+	f.StringVar(&rel.Image, "image", "", "image reference to deploy, <registry>/<name>:<git-sha> (required)")
+	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name the server serves (MODELSHIP_MODEL_NAME)")
+	f.StringVar(&rel.ModelVersion, "model-version", "", "model version in the image (required)")
+	f.StringVar(&rel.GitSHA, "git-sha", "", "commit the image was built from (required)")
+	for _, name := range []string{"image", "model-version", "git-sha"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+}
+
 func (f *targetFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.env, "env", envOr("MODELSHIP_ENVIRONMENT", "production"), "environment (MODELSHIP_ENVIRONMENT)")
 	fl.StringVar(&f.target, "target", envOr("MODELSHIP_TARGET", "docker"), "deploy target: docker or kubernetes (MODELSHIP_TARGET)")
-	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
-	fl.StringVar(&f.kube.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
-	fl.StringVar(&f.kube.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
-	fl.Int32Var(&f.kube.replicas, "replicas", 2, "pods per colour")
-	fl.Int32Var(&f.kube.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
-	fl.StringVar(&f.kube.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")
-	fl.StringVar(&f.kube.memoryRequest, "memory-request", "", "memory request per pod, e.g. 128Mi")
-	fl.StringVar(&f.kube.memoryLimit, "memory-limit", "", "memory limit per pod, e.g. 512Mi")
-	fl.DurationVar(&f.kube.progressDeadline, "progress-deadline", time.Minute, "a rollout that does not progress for this long fails")
-	fl.StringVar(&f.kube.smokeURL, "smoke-url", "", "URL of the new colour's server for the smoke inference, {colour} replaced (optional; the cluster must be reachable)")
+	f.kube.register(cmd)
 	fl.StringVar(&f.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker engine: unix:///path or tcp://host:port (DOCKER_HOST)")
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
 	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
@@ -132,14 +164,8 @@ func (f *targetFlags) kubernetes() (*deploy.Kubernetes, error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("kubernetes client: %w", err)}
 	}
-	kc := deploy.KubernetesConfig{Client: cs, Namespace: f.kube.namespace, Name: f.kube.name, Environment: f.env,
-		Replicas: f.kube.replicas, IdleReplicas: f.kube.idleReplicas, CPURequest: f.kube.cpuRequest,
-		MemoryRequest: f.kube.memoryRequest, MemoryLimit: f.kube.memoryLimit, ProgressDeadline: f.kube.progressDeadline,
-		RolloutTimeout: f.readyTimeout + f.kube.progressDeadline}
-	if f.kube.smokeURL != "" {
-		tmpl := f.kube.smokeURL
-		kc.SmokeURL = func(colour string) string { return strings.ReplaceAll(tmpl, "{colour}", colour) }
-	}
+	kc := f.kube.config(f.env, f.readyTimeout)
+	kc.Client = cs
 	t, err := deploy.NewKubernetes(kc)
 	if err != nil {
 		return nil, usageError{err}
@@ -224,17 +250,11 @@ its digest, the model version and the time.`,
 		},
 	}
 	tf.register(cmd)
+	bindRelease(cmd, &rel)
 	f := cmd.Flags()
-	f.StringVar(&rel.Image, "image", "", "image reference to deploy, <registry>/<name>:<git-sha> (required)")
-	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name the server serves (MODELSHIP_MODEL_NAME)")
-	f.StringVar(&rel.ModelVersion, "model-version", "", "model version in the image (required)")
-	f.StringVar(&rel.GitSHA, "git-sha", "", "commit the image was built from (required)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the Kubernetes manifests the deploy would apply, and apply nothing")
 	f.StringVar(&archive, "image-archive", "", "load the image from this tarball into the engine first, tagged --image (no registry needed)")
 	f.StringVar(&branch, "branch", firstEnv("MODELSHIP_BRANCH", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"), "branch of this run; only main deploys (GITHUB_REF_NAME, CI_COMMIT_BRANCH)")
-	for _, name := range []string{"image", "model-version", "git-sha"} {
-		_ = cmd.MarkFlagRequired(name)
-	}
 	return cmd
 }
 
@@ -298,31 +318,23 @@ person runs 'modelship state resume'.`,
 
 func newManifestsCmd() *cobra.Command {
 	var rel deploy.Release
-	var cfg deploy.KubernetesConfig
+	var kube kubeFlags
+	var env string
 	cmd := &cobra.Command{
 		Use:   "manifests --image REF --model-version V --git-sha SHA",
 		Short: "Print the Kubernetes manifests of a first deploy, with no cluster (for review and scanners)",
-		Args:  requireArgs(cobra.NoArgs),
+		Long: `Print what 'deploy --target kubernetes' would apply on a first deploy, from the same flags with
+the same defaults, with no cluster: for review and for misconfiguration scanners.`,
+		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.RenderManifests(cfg, rel, cmd.OutOrStdout()); err != nil {
+			if err := deploy.RenderManifests(kube.config(env, 0), rel, cmd.OutOrStdout()); err != nil {
 				return usageError{err}
 			}
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&rel.Image, "image", "", "image reference (required)")
-	f.StringVar(&rel.ModelName, "model-name", envOr("MODELSHIP_MODEL_NAME", "digits"), "model name")
-	f.StringVar(&rel.ModelVersion, "model-version", "", "model version (required)")
-	f.StringVar(&rel.GitSHA, "git-sha", "", "commit (required)")
-	f.StringVar(&cfg.Namespace, "namespace", "default", "namespace")
-	f.StringVar(&cfg.Name, "k8s-name", "modelship", "base name")
-	f.Int32Var(&cfg.Replicas, "replicas", 2, "pods per colour")
-	f.StringVar(&cfg.CPURequest, "cpu-request", "100m", "CPU request per pod")
-	f.StringVar(&cfg.MemoryRequest, "memory-request", "128Mi", "memory request per pod")
-	f.StringVar(&cfg.MemoryLimit, "memory-limit", "512Mi", "memory limit per pod")
-	for _, name := range []string{"image", "model-version", "git-sha"} {
-		_ = cmd.MarkFlagRequired(name)
-	}
+	bindRelease(cmd, &rel)
+	kube.register(cmd)
+	cmd.Flags().StringVar(&env, "env", envOr("MODELSHIP_ENVIRONMENT", "production"), "environment (MODELSHIP_ENVIRONMENT)")
 	return cmd
 }
