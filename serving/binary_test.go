@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/inference"
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/inference"
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/serving"
 )
 

@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/modelship/modelship/internal/inference"
+	"github.com/modelship/modelship/internal/ml/inference"
 )
 
 // Defaults for Config's limits.

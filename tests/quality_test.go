@@ -1,6 +1,6 @@
 // Package tests is the quality gate (the test-quality stage). It gates one candidate model:
 // by default the shipped reference model; in a pipeline, a registry version or a running
-// server chosen through MODELSHIP_* variables (see quality.ConfigFromEnv). Run it with JUnit:
+// server chosen through MODELSHIP_* variables (see gate.ConfigFromEnv). Run it with JUnit:
 //
 //	bash scripts/gate.sh        (or: gotestsum --junitfile test-results.xml -- ./tests)
 //
@@ -15,12 +15,12 @@ import (
 	"testing"
 
 	"github.com/modelship/modelship/internal/evidence"
-	"github.com/modelship/modelship/internal/quality"
+	"github.com/modelship/modelship/internal/gate"
 )
 
 var (
-	gateConfig quality.GateConfig
-	report     *quality.Report
+	gateConfig gate.Config
+	report     *gate.Report
 )
 
 func TestMain(m *testing.M) {
@@ -29,9 +29,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "quality gate:", err)
 		os.Exit(1)
 	}
-	gateConfig = quality.ConfigFromEnv(root)
+	gateConfig = gate.ConfigFromEnv(root)
 	fmt.Fprintf(os.Stderr, "quality gate: baseline %s, fixtures %s, model %s\n", gateConfig.BaselinePath, gateConfig.FixturePath, candidateName(gateConfig))
-	report = quality.RunGate(context.Background(), gateConfig)
+	report = gate.Run(context.Background(), gateConfig)
 	code := m.Run()
 	if err := report.Write(gateConfig.ReportDir); err != nil {
 		fmt.Fprintln(os.Stderr, "quality gate: write reports:", err)
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func candidateName(cfg quality.GateConfig) string {
+func candidateName(cfg gate.Config) string {
 	switch {
 	case cfg.ServerURL != "":
 		return cfg.ServerURL
@@ -57,7 +57,7 @@ func candidateName(cfg quality.GateConfig) string {
 	}
 }
 
-func verdict(r *quality.Report) string {
+func verdict(r *gate.Report) string {
 	if r.Passed {
 		return "PASSED for " + r.Model.Label()
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelship/modelship/internal/quality"
+	"github.com/modelship/modelship/internal/gate"
 )
 
 func newBaselineCmd(g *globals) *cobra.Command {
@@ -25,11 +25,11 @@ model_baseline.json, so later candidates are compared with it. Floors and allowe
 not touched. A failed report is refused. Commit the changed file to make it take effect.`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			report, err := quality.ReadReport(reportPath)
+			report, err := gate.ReadReport(reportPath)
 			if err != nil {
 				return err
 			}
-			b, err := quality.LoadBaseline(baselinePath)
+			b, err := gate.LoadBaseline(baselinePath)
 			if err != nil {
 				return err
 			}

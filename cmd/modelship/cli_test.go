@@ -23,7 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
 )

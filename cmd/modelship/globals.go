@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/objstore"
-	"github.com/modelship/modelship/internal/quality"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/registry"
 )
 
@@ -104,7 +104,7 @@ func exitCode(err error) int {
 	case errors.Is(err, deploy.ErrImageNotFound):
 		return exitNotFound
 	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale),
-		errors.Is(err, quality.ErrInvalidBaseline):
+		errors.Is(err, gate.ErrInvalidBaseline):
 		return exitIntegrity
 	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, objstore.ErrNoSuchBucket), errors.Is(err, deploystate.ErrNoState):
 		return exitNotFound

@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/modelship/modelship/internal/reference"
+	"github.com/modelship/modelship/internal/ml/reference"
 )
 
 func main() {

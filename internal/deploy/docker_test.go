@@ -24,7 +24,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/notify"
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )

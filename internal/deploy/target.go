@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/inference"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/serving"
 )
 

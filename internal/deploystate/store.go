@@ -13,8 +13,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/modelship/modelship/internal/objstore"
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // FileName is the object name of the state in each environment's folder.

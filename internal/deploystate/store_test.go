@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/testenv"
 )
 

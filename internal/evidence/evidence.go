@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelship/modelship/internal/atomicfile"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 )
 
 // Schema is the evidence.json format version.

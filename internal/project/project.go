@@ -9,7 +9,7 @@ import (
 	"os"
 
 	"github.com/modelship/modelship/internal/registry"
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // FileName is the project file at the repository root.

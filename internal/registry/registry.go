@@ -30,8 +30,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/modelship/modelship/internal/objstore"
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // Errors a caller can tell apart with errors.Is.

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
 )

@@ -22,7 +22,7 @@ import (
 	archive "github.com/moby/go-archive"
 	"github.com/moby/patternmatcher/ignorefile"
 
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 )
 
 // Docker connects to the engine named by DOCKER_HOST (or the default socket), negotiating the

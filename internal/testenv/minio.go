@@ -14,7 +14,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 )
 
 // MinIO credentials the harness starts every server with.

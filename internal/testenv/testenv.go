@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 )
 
 // Missing skips the test because part is not available, or fails it when the test command

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelship/modelship/internal/inference"
+	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/serving"
 )
 

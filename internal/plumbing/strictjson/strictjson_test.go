@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 func TestDecodeIsStrict(t *testing.T) {

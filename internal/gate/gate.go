@@ -1,4 +1,4 @@
-package quality
+package gate
 
 import (
 	"context"
@@ -10,17 +10,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/inference"
-	"github.com/modelship/modelship/internal/objstore"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/serving"
 )
 
-// GateConfig says what to gate and against what. Exactly one model source is used, in this
+// Config says what to gate and against what. Exactly one model source is used, in this
 // order: ServerURL (a server already running the candidate), the registry (when Ref names a
 // version or SHA), ModelFile.
-type GateConfig struct {
+type Config struct {
 	BaselinePath string
 	FixturePath  string
 	ReportDir    string
@@ -51,7 +51,7 @@ type GateConfig struct {
 //	MODELSHIP_GIT_SHA       registry version pushed from this commit
 //	MODELSHIP_MODEL_FILE    a local ONNX file (default models/digits-reference.onnx)
 //	AWS_* and MODELSHIP_MODELS_BUCKET, MODELSHIP_CACHE_DIR for the registry
-func ConfigFromEnv(root string) GateConfig {
+func ConfigFromEnv(root string) Config {
 	env := func(k, def string) string {
 		if v := os.Getenv(k); v != "" {
 			return v
@@ -65,7 +65,7 @@ func ConfigFromEnv(root string) GateConfig {
 		}
 		return p
 	}
-	cfg := GateConfig{
+	cfg := Config{
 		BaselinePath: file("MODELSHIP_BASELINE", "model_baseline.json"),
 		FixturePath:  file("MODELSHIP_FIXTURES", "tests/fixtures/digits_validation.json"),
 		ReportDir:    file("MODELSHIP_REPORT_DIR", "reports/quality"),
@@ -83,9 +83,9 @@ func ConfigFromEnv(root string) GateConfig {
 	return cfg
 }
 
-// RunGate evaluates the candidate and returns the report; it never returns nil. A gate that
+// Run evaluates the candidate and returns the report; it never returns nil. A gate that
 // cannot evaluate (bad baseline, fixtures, model or server) is a failed report with Error set.
-func RunGate(ctx context.Context, cfg GateConfig) *Report {
+func Run(ctx context.Context, cfg Config) *Report {
 	started := time.Now()
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Minute
@@ -118,7 +118,7 @@ func RunGate(ctx context.Context, cfg GateConfig) *Report {
 }
 
 // candidate returns a client of a server running the candidate, and how to stop that server.
-func candidate(ctx context.Context, cfg GateConfig, id ModelIdentity) (*serving.Client, ModelIdentity, func(), error) {
+func candidate(ctx context.Context, cfg Config, id ModelIdentity) (*serving.Client, ModelIdentity, func(), error) {
 	noop := func() {}
 	if cfg.ServerURL != "" {
 		id.Source = cfg.ServerURL
@@ -167,7 +167,7 @@ func candidate(ctx context.Context, cfg GateConfig, id ModelIdentity) (*serving.
 	return serving.NewClient("http://" + ln.Addr().String()), id, stop, nil
 }
 
-func pullCandidate(ctx context.Context, cfg GateConfig, name string) (string, *registry.Manifest, error) {
+func pullCandidate(ctx context.Context, cfg Config, name string) (string, *registry.Manifest, error) {
 	client, err := objstore.NewClient(cfg.S3)
 	if err != nil {
 		return "", nil, err

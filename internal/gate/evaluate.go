@@ -1,4 +1,4 @@
-package quality
+package gate
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/inference"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/serving"
 )
 

@@ -1,4 +1,4 @@
-package quality
+package gate
 
 import (
 	"encoding/json"
@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelship/modelship/internal/atomicfile"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 	"github.com/modelship/modelship/internal/evidence"
 )
 
@@ -187,7 +187,7 @@ func (r *Report) Markdown() string {
 
 // Evidence is the test-quality stage's run record: the model gated, the fixture and baseline
 // it was held to, the metrics and verdict.
-func (r *Report) Evidence(cfg GateConfig, args []string) *evidence.Record {
+func (r *Report) Evidence(cfg Config, args []string) *evidence.Record {
 	rec := evidence.New("test-quality", "dev", args)
 	rec.StartedAt = r.StartedAt
 	rec.Model = evidence.Model{Name: r.Model.Name, Version: r.Model.Version, SHA256: r.Model.SHA256}

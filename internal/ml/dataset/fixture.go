@@ -8,7 +8,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // Fixture is the held-out validation set as it is shipped in tests/fixtures/.

@@ -1,7 +1,7 @@
-// Package quality is the quality gate: the floors a candidate model must meet (from
+// Package gate is the quality gate: the floors a candidate model must meet (from
 // model_baseline.json), the evaluation of a running model server on the validation fixtures,
 // the checks, and the reports a person reads.
-package quality
+package gate
 
 import (
 	"encoding/json"
@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelship/modelship/internal/atomicfile"
-	"github.com/modelship/modelship/internal/strictjson"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // BaselineSchema is the model_baseline.json format this package reads and writes.

@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/mlp"
+	"github.com/modelship/modelship/internal/ml/mlp"
 )
 
 // Two well-separated clusters must be learnt perfectly; this fails if the gradient is wrong.

@@ -1,4 +1,4 @@
-package quality_test
+package gate_test
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/projectpath"
-	"github.com/modelship/modelship/internal/quality"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
 )
@@ -28,10 +28,10 @@ const (
 	weakSHA = "2222222222222222222222222222222222222222"
 )
 
-func baseConfig(t *testing.T) quality.GateConfig {
+func baseConfig(t *testing.T) gate.Config {
 	t.Helper()
 	root := projectpath.Root(t)
-	return quality.GateConfig{
+	return gate.Config{
 		BaselinePath: filepath.Join(root, "model_baseline.json"),
 		FixturePath:  filepath.Join(root, "tests/fixtures/digits_validation.json"),
 		ModelFile:    filepath.Join(root, "models/digits-reference.onnx"),
@@ -48,7 +48,7 @@ func writeJSONFile(t *testing.T, v any) string {
 	return p
 }
 
-func check(t *testing.T, r *quality.Report, name string) quality.Check {
+func check(t *testing.T, r *gate.Report, name string) gate.Check {
 	t.Helper()
 	for _, c := range r.Checks {
 		if c.Name == name {
@@ -56,23 +56,23 @@ func check(t *testing.T, r *quality.Report, name string) quality.Check {
 		}
 	}
 	t.Fatalf("no check %q in %+v", name, r.Checks)
-	return quality.Check{}
+	return gate.Check{}
 }
 
 func assertReportFiles(t *testing.T, dir string, charts bool) {
 	t.Helper()
-	files := []string{quality.ReportJSON, quality.ReportMarkdown}
+	files := []string{gate.ReportJSON, gate.ReportMarkdown}
 	if charts {
-		files = append(files, quality.LatencyChart, quality.ConfusionChart)
+		files = append(files, gate.LatencyChart, gate.ConfusionChart)
 	}
 	for _, f := range files {
 		info, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, "report file %s", f)
 		assert.NotZero(t, info.Size(), f)
 	}
-	svg, err := os.ReadFile(filepath.Join(dir, quality.ReportJSON))
+	svg, err := os.ReadFile(filepath.Join(dir, gate.ReportJSON))
 	require.NoError(t, err)
-	_, err = quality.ReadReport(filepath.Join(dir, quality.ReportJSON))
+	_, err = gate.ReadReport(filepath.Join(dir, gate.ReportJSON))
 	require.NoError(t, err, string(svg))
 }
 
@@ -94,7 +94,7 @@ func TestGateOnRegistryCandidates(t *testing.T) {
 	cfg.S3, cfg.ModelsBucket, cfg.CacheDir = srv.Config(), bucket, t.TempDir()
 
 	cfg.Ref = registry.Ref{Version: "1"}
-	good := quality.RunGate(ctx, cfg)
+	good := gate.Run(ctx, cfg)
 	require.Empty(t, good.Error)
 	assert.True(t, good.Passed, good.FailureSummary())
 	assert.Equal(t, "1", good.Model.Version)
@@ -107,7 +107,7 @@ func TestGateOnRegistryCandidates(t *testing.T) {
 	assertReportFiles(t, dir, true)
 
 	cfg.Ref = registry.Ref{GitSHA: weakSHA}
-	bad := quality.RunGate(ctx, cfg)
+	bad := gate.Run(ctx, cfg)
 	require.Empty(t, bad.Error)
 	assert.False(t, bad.Passed)
 	acc := check(t, bad, "accuracy")
@@ -117,24 +117,24 @@ func TestGateOnRegistryCandidates(t *testing.T) {
 	dir = t.TempDir()
 	require.NoError(t, bad.Write(dir))
 	assertReportFiles(t, dir, true)
-	md, err := os.ReadFile(filepath.Join(dir, quality.ReportMarkdown))
+	md, err := os.ReadFile(filepath.Join(dir, gate.ReportMarkdown))
 	require.NoError(t, err)
 	assert.Contains(t, string(md), "❌ failed: digits@2")
 
 	// Deterministic: the same model and fixtures give the same predictions.
 	cfg.Ref = registry.Ref{Version: "1"}
-	again := quality.RunGate(ctx, cfg)
+	again := gate.Run(ctx, cfg)
 	assert.Equal(t, good.Metrics.Accuracy, again.Metrics.Accuracy)
 	assert.Equal(t, good.Confusion, again.Confusion)
 }
 
 func TestALatencyFloorBelowWhatIsMeasuredFails(t *testing.T) {
-	b, err := quality.LoadBaseline(projectpath.Join(t, "model_baseline.json"))
+	b, err := gate.LoadBaseline(projectpath.Join(t, "model_baseline.json"))
 	require.NoError(t, err)
 	b.Floors.P95LatencyMS = 0.000001 // one nanosecond: no HTTP request is that fast
 	cfg := baseConfig(t)
 	cfg.BaselinePath = writeJSONFile(t, b)
-	r := quality.RunGate(context.Background(), cfg)
+	r := gate.Run(context.Background(), cfg)
 	require.Empty(t, r.Error)
 	assert.False(t, r.Passed)
 	assert.True(t, check(t, r, "accuracy").Passed)
@@ -152,30 +152,30 @@ func TestTheGateFailsClearlyOnBadInput(t *testing.T) {
 	narrow.Samples = []dataset.Sample{{Features: make([]float64, 10), Label: 1}}
 
 	cases := map[string]struct {
-		change func(*quality.GateConfig)
+		change func(*gate.Config)
 		want   string
 	}{
-		"missing fixtures": {func(c *quality.GateConfig) { c.FixturePath = filepath.Join(t.TempDir(), "none.json") }, "none.json"},
-		"wrong feature count": {func(c *quality.GateConfig) { c.FixturePath = writeJSONFile(t, narrow) },
+		"missing fixtures": {func(c *gate.Config) { c.FixturePath = filepath.Join(t.TempDir(), "none.json") }, "none.json"},
+		"wrong feature count": {func(c *gate.Config) { c.FixturePath = writeJSONFile(t, narrow) },
 			"the fixtures have 10 features per sample"},
-		"floor out of range": {func(c *quality.GateConfig) {
+		"floor out of range": {func(c *gate.Config) {
 			c.BaselinePath = writeJSONFile(t, map[string]any{"schema_version": 1, "model": "digits",
 				"floors": map[string]any{"accuracy": 1.5, "p95_latency_ms": -1}, "max_regression": map[string]any{}})
 		}, "floors.accuracy is 1.5"},
-		"model not in registry": {func(c *quality.GateConfig) {
+		"model not in registry": {func(c *gate.Config) {
 			c.S3, c.ModelsBucket, c.CacheDir = srv.Config(), srv.Bucket(t, "empty"), t.TempDir()
 			c.Ref = registry.Ref{Version: "7"}
 		}, "not in the registry"},
-		"server does not answer": {func(c *quality.GateConfig) {
+		"server does not answer": {func(c *gate.Config) {
 			c.ServerURL, c.Timeout = "http://"+testenv.FreeAddr(t), 2*time.Second
 		}, "does not answer"},
-		"not a model": {func(c *quality.GateConfig) { c.ModelFile = projectpath.Join(t, "go.mod") }, "not an ONNX"},
+		"not a model": {func(c *gate.Config) { c.ModelFile = projectpath.Join(t, "go.mod") }, "not an ONNX"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			cfg := baseConfig(t)
 			tc.change(&cfg)
-			r := quality.RunGate(context.Background(), cfg)
+			r := gate.Run(context.Background(), cfg)
 			assert.False(t, r.Passed, "a gate that cannot evaluate never passes")
 			assert.Contains(t, r.Error, tc.want)
 			dir := t.TempDir()
@@ -186,7 +186,7 @@ func TestTheGateFailsClearlyOnBadInput(t *testing.T) {
 }
 
 func TestBaselineValidationAndPromotion(t *testing.T) {
-	b, err := quality.LoadBaseline(projectpath.Join(t, "model_baseline.json"))
+	b, err := gate.LoadBaseline(projectpath.Join(t, "model_baseline.json"))
 	require.NoError(t, err, "the shipped baseline is valid")
 	assert.Equal(t, 0.85, b.Floors.Accuracy)
 	assert.Equal(t, 200.0, b.Floors.P95LatencyMS)
@@ -195,27 +195,27 @@ func TestBaselineValidationAndPromotion(t *testing.T) {
 	bad.Floors.PerClassRecall = 2
 	bad.MaxRegression.Accuracy = -0.1
 	err = bad.Validate()
-	require.ErrorIs(t, err, quality.ErrInvalidBaseline)
+	require.ErrorIs(t, err, gate.ErrInvalidBaseline)
 	assert.ErrorContains(t, err, "per_class_recall is 2")
 	assert.ErrorContains(t, err, "max_regression.accuracy is -0.1")
 
-	_, err = quality.LoadBaseline(writeJSONFile(t, map[string]any{"schema_version": 1, "model": "digits", "floor": 1}))
+	_, err = gate.LoadBaseline(writeJSONFile(t, map[string]any{"schema_version": 1, "model": "digits", "floor": 1}))
 	assert.ErrorContains(t, err, `unknown field "floor"`)
 
-	passing := &quality.Report{Passed: true, Model: quality.ModelIdentity{Name: "digits", Version: "3", GitSHA: refSHA},
-		Metrics: quality.Metrics{Accuracy: 0.97, P95LatencyMS: 0.3}}
-	failing := &quality.Report{Passed: false, Model: quality.ModelIdentity{Name: "digits", Version: "4"},
-		Checks: []quality.Check{{Name: "accuracy", Message: "accuracy 0.1 is below the floor 0.85"}}}
+	passing := &gate.Report{Passed: true, Model: gate.ModelIdentity{Name: "digits", Version: "3", GitSHA: refSHA},
+		Metrics: gate.Metrics{Accuracy: 0.97, P95LatencyMS: 0.3}}
+	failing := &gate.Report{Passed: false, Model: gate.ModelIdentity{Name: "digits", Version: "4"},
+		Checks: []gate.Check{{Name: "accuracy", Message: "accuracy 0.1 is below the floor 0.85"}}}
 	before := b.Production
-	require.ErrorIs(t, b.Promote(failing, "bob", time.Now()), quality.ErrNotPromotable)
+	require.ErrorIs(t, b.Promote(failing, "bob", time.Now()), gate.ErrNotPromotable)
 	assert.Equal(t, before, b.Production, "a refused promotion changes nothing")
 	require.NoError(t, b.Promote(passing, "alice", time.Now()))
 	assert.Equal(t, "3", b.Production.Version)
 	assert.Equal(t, 0.97, b.Production.Accuracy)
 
 	// With production set, a candidate 0.03 worse fails the allowed drop of 0.02.
-	ev := quality.Checks(quality.Metrics{Accuracy: 0.94, P95LatencyMS: 1}, b)
-	var regression *quality.Check
+	ev := gate.Checks(gate.Metrics{Accuracy: 0.94, P95LatencyMS: 1}, b)
+	var regression *gate.Check
 	for i := range ev {
 		if ev[i].Name == "accuracy_vs_production" {
 			regression = &ev[i]
@@ -231,10 +231,10 @@ func TestPercentileIsNearestRank(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	assert.Equal(t, 50*time.Millisecond, quality.Percentile(d, 50))
-	assert.Equal(t, 95*time.Millisecond, quality.Percentile(d, 95))
-	assert.Equal(t, 100*time.Millisecond, quality.Percentile(d, 100))
-	assert.Equal(t, time.Duration(0), quality.Percentile(nil, 95))
+	assert.Equal(t, 50*time.Millisecond, gate.Percentile(d, 50))
+	assert.Equal(t, 95*time.Millisecond, gate.Percentile(d, 95))
+	assert.Equal(t, 100*time.Millisecond, gate.Percentile(d, 100))
+	assert.Equal(t, time.Duration(0), gate.Percentile(nil, 95))
 }
 
 type junit struct {
@@ -277,7 +277,7 @@ func TestGateScriptWritesJUnitNamingEachCheck(t *testing.T) {
 				assert.Contains(t, rec, f)
 			}
 
-			raw, err := os.ReadFile(filepath.Join(dir, quality.JUnitFile))
+			raw, err := os.ReadFile(filepath.Join(dir, gate.JUnitFile))
 			require.NoError(t, err)
 			var j junit
 			require.NoError(t, xml.Unmarshal(raw, &j))

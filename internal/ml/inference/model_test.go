@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/dataset"
-	"github.com/modelship/modelship/internal/inference"
-	"github.com/modelship/modelship/internal/projectpath"
+	"github.com/modelship/modelship/internal/ml/dataset"
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 )
 
 func loadFixture(t testing.TB) *dataset.Fixture {
