@@ -9,12 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/docker"
+	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/notify"
 )
 
@@ -57,8 +56,8 @@ func (k *kubeFlags) register(cmd *cobra.Command) {
 }
 
 // config is the Kubernetes target's configuration, without a client (manifests needs none).
-func (k *kubeFlags) config(env string, readyTimeout time.Duration) deploy.KubernetesConfig {
-	kc := deploy.KubernetesConfig{Namespace: k.namespace, Name: k.name, Environment: env,
+func (k *kubeFlags) config(env string, readyTimeout time.Duration) kubernetes.Config {
+	kc := kubernetes.Config{Namespace: k.namespace, Name: k.name, Environment: env,
 		Replicas: k.replicas, IdleReplicas: k.idleReplicas, CPURequest: k.cpuRequest,
 		MemoryRequest: k.memoryRequest, MemoryLimit: k.memoryLimit, ProgressDeadline: k.progressDeadline,
 		RolloutTimeout: readyTimeout + k.progressDeadline}
@@ -149,45 +148,20 @@ func printSteps(cmd *cobra.Command, out *deploy.Outcome) {
 	}
 }
 
-func (f *targetFlags) kubernetes() (*deploy.Kubernetes, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if f.kube.kubeconfig != "" {
-		rules.ExplicitPath = f.kube.kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, usageError{fmt.Errorf("kubeconfig: %w", err)}
-	}
-	// Rollout and endpoint polling run at 10-20 requests/s; client-go's default 5/s would throttle them.
-	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("kubernetes client: %w", err)}
-	}
-	kc := f.kube.config(f.env, f.readyTimeout)
-	kc.Client = cs
-	t, err := deploy.NewKubernetes(kc)
+func (f *targetFlags) kubernetes() (*kubernetes.Target, error) {
+	t, err := kubernetes.Dial(f.kube.kubeconfig, f.kube.config(f.env, f.readyTimeout))
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return t, nil
 }
 
-func (f *targetFlags) docker() (*deploy.Docker, *client.Client, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if f.dockerHost != "" {
-		opts = append(opts, client.WithHost(f.dockerHost))
-	}
-	cli, err := client.NewClientWithOpts(opts...)
+func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
+	t, cli, err := docker.Dial(f.dockerHost, docker.Config{Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
 	if err != nil {
-		return nil, nil, usageError{fmt.Errorf("docker client for %q: %w", f.dockerHost, err)}
-	}
-	target, err := deploy.NewDocker(deploy.DockerConfig{Client: cli, Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
-	if err != nil {
-		cli.Close()
 		return nil, nil, usageError{err}
 	}
-	return target, cli, nil
+	return t, cli, nil
 }
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -214,14 +188,14 @@ its digest, the model version and the time.`,
 			defer closer.Close()
 			rel.Smoke = smoke
 			if dryRun {
-				k, ok := deps.Target.(*deploy.Kubernetes)
+				k, ok := deps.Target.(*kubernetes.Target)
 				if !ok {
 					return usageError{fmt.Errorf("--dry-run prints Kubernetes manifests: use it with --target kubernetes")}
 				}
 				return k.DryRun(cmd.Context(), rel, cmd.OutOrStdout())
 			}
 			if archive != "" && branch == deploy.DeployBranch {
-				d, ok := deps.Target.(*deploy.Docker)
+				d, ok := deps.Target.(*docker.Target)
 				if !ok {
 					return usageError{fmt.Errorf("--image-archive loads into a Docker engine: use it with --target docker")}
 				}
@@ -327,7 +301,7 @@ func newManifestsCmd() *cobra.Command {
 the same defaults, with no cluster: for review and for misconfiguration scanners.`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.RenderManifests(kube.config(env, 0), rel, cmd.OutOrStdout()); err != nil {
+			if err := kubernetes.RenderManifests(kube.config(env, 0), rel, cmd.OutOrStdout()); err != nil {
 				return usageError{err}
 			}
 			return nil

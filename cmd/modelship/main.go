@@ -13,9 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/docker"
+	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/gate"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 )
 
@@ -97,11 +99,11 @@ func exitCode(err error) int {
 		return exitHalted
 	case errors.Is(err, deploy.ErrNotMain):
 		return exitRefused
-	case errors.Is(err, deploy.ErrVerification), errors.Is(err, deploy.ErrRolloutStuck):
+	case errors.Is(err, deploy.ErrVerification), errors.Is(err, kubernetes.ErrRolloutStuck):
 		return exitUnverified
-	case errors.Is(err, deploy.ErrEngineUnreachable):
+	case errors.Is(err, docker.ErrEngineUnreachable):
 		return exitUnreachable
-	case errors.Is(err, deploy.ErrImageNotFound):
+	case errors.Is(err, docker.ErrImageNotFound):
 		return exitNotFound
 	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale),
 		errors.Is(err, gate.ErrInvalidBaseline):

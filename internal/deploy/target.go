@@ -15,6 +15,16 @@ import (
 	"github.com/modelship/modelship/serving"
 )
 
+// Labels modelship puts on the containers and pods it runs.
+const (
+	LabelEnvironment  = "dev.modelship.environment"
+	LabelRole         = "dev.modelship.role"
+	LabelImage        = "dev.modelship.image"
+	LabelModelName    = "dev.modelship.model.name"
+	LabelModelVersion = "dev.modelship.model.version"
+	LabelGitSHA       = "dev.modelship.git-sha"
+)
+
 // Target is somewhere a model server runs. Deploy returns only once rel is serving and verified;
 // on any failure the release that served before keeps (or gets back) the traffic.
 type Target interface {
@@ -99,13 +109,14 @@ func (s Steps) String() string {
 // ErrVerification marks a release that started but failed its readiness or smoke check.
 var ErrVerification = errors.New("verification failed")
 
-// verify waits for readiness at url and runs the smoke inference.
-func verify(ctx context.Context, url string, rel Release, steps *Steps, alive func(context.Context) error) error {
+// Verify waits for readiness at url and runs the smoke inference; alive, when set, fails it
+// fast once the instance has died. Every target verifies a release this way.
+func Verify(ctx context.Context, url string, rel Release, steps *Steps, alive func(context.Context) error) error {
 	client := serving.NewClient(url)
 	if err := steps.Time("ready", func() error { return waitReady(ctx, client, alive) }); err != nil {
 		return err
 	}
-	return steps.Time("smoke", func() error { return smoke(ctx, client, rel) })
+	return steps.Time("smoke", func() error { return SmokeTest(ctx, client, rel) })
 }
 
 // waitReady polls readiness, and alive() to fail fast when the instance has died.
@@ -130,7 +141,9 @@ func waitReady(ctx context.Context, client *serving.Client, alive func(context.C
 	}
 }
 
-func smoke(ctx context.Context, client *serving.Client, rel Release) error {
+// SmokeTest runs rel's smoke inference against the server client reaches: the prediction must
+// be the sample's label. A release without a smoke input passes.
+func SmokeTest(ctx context.Context, client *serving.Client, rel Release) error {
 	if len(rel.Smoke.Input) == 0 {
 		return nil
 	}

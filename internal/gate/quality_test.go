@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
-	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
 )

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 	"github.com/modelship/modelship/internal/evidence"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 )
 
 // Report file names in the report folder.

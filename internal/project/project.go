@@ -8,8 +8,8 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/plumbing/strictjson"
+	"github.com/modelship/modelship/internal/registry"
 )
 
 // FileName is the project file at the repository root.

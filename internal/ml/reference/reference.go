@@ -8,9 +8,9 @@ import (
 	"math/rand/v2"
 	"strconv"
 
-	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/mlp"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 )
 
 const (

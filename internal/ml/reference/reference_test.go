@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/ml/reference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 )
 
 // Regenerating from the shipped data must give the shipped bytes: the artifacts in the

@@ -1,4 +1,4 @@
-package deploy_test
+package docker_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/docker"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/notify"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
@@ -96,7 +97,7 @@ func newEnv(t testing.TB, w *world) *env {
 		name = name[:40]
 	}
 	publish := testenv.FreeAddr(t)
-	target, err := deploy.NewDocker(deploy.DockerConfig{Client: w.docker, Environment: name, Publish: publish, ReadyTimeout: 30 * time.Second})
+	target, err := docker.New(docker.Config{Client: w.docker, Environment: name, Publish: publish, ReadyTimeout: 30 * time.Second})
 	require.NoError(t, err)
 	store := deploystate.NewStore(w.minio.Client(t), w.minio.Bucket(t, "state"))
 	rec := &recorder{}
@@ -312,18 +313,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 		rel := w.releases["v2"]
 		rel.Image = strings.Replace(rel.Image, sha(2), "nonexistent", 1)
 		_, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
-		require.ErrorIs(t, err, deploy.ErrImageNotFound)
+		require.ErrorIs(t, err, docker.ErrImageNotFound)
 		assert.ErrorContains(t, err, "nonexistent")
 	})
 	t.Run("unreachable Docker engine", func(t *testing.T) {
 		dead, err := client.NewClientWithOpts(client.WithHost("tcp://"+testenv.FreeAddr(t)), client.WithAPIVersionNegotiation())
 		require.NoError(t, err)
-		target, err := deploy.NewDocker(deploy.DockerConfig{Client: dead, Environment: e.name, Publish: e.publish})
+		target, err := docker.New(docker.Config{Client: dead, Environment: e.name, Publish: e.publish})
 		require.NoError(t, err)
 		deps := e.deps
 		deps.Target = target
 		_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
-		require.ErrorIs(t, err, deploy.ErrEngineUnreachable)
+		require.ErrorIs(t, err, docker.ErrEngineUnreachable)
 		assert.ErrorContains(t, err, "tcp://127.0.0.1:")
 	})
 	after, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
@@ -386,8 +387,8 @@ func TestAWebhookHearsAboutDeploysAndItsFailureNeverFailsOne(t *testing.T) {
 func TestVerificationThroughTheContainersOwnAddress(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
-	target, err := deploy.NewDocker(deploy.DockerConfig{Client: w.docker, Environment: e.name, Publish: e.publish,
-		CheckHost: deploy.CheckViaContainerIP, ReadyTimeout: 30 * time.Second})
+	target, err := docker.New(docker.Config{Client: w.docker, Environment: e.name, Publish: e.publish,
+		CheckHost: docker.CheckViaContainerIP, ReadyTimeout: 30 * time.Second})
 	require.NoError(t, err)
 	e.deps.Target = target
 	for _, rel := range []string{"v1", "v2"} {
@@ -421,7 +422,7 @@ func TestAnImageArchiveDeploysWithoutARegistry(t *testing.T) {
 	require.NoError(t, f.Close())
 
 	local := "modelship.local/digits:" + sha(1)
-	require.NoError(t, deploy.LoadImageArchive(ctx, w.docker, archive, local))
+	require.NoError(t, docker.LoadImageArchive(ctx, w.docker, archive, local))
 	rel := w.releases["v1"]
 	rel.Image = local
 	_, err = deploy.Deploy(ctx, e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
@@ -429,5 +430,5 @@ func TestAnImageArchiveDeploysWithoutARegistry(t *testing.T) {
 	assert.Equal(t, "1", e.serving(t))
 
 	require.NoError(t, os.WriteFile(archive, []byte("not a tarball"), 0o644))
-	assert.Error(t, deploy.LoadImageArchive(ctx, w.docker, archive, local))
+	assert.Error(t, docker.LoadImageArchive(ctx, w.docker, archive, local))
 }

@@ -1,9 +1,10 @@
-package deploy_test
+package kubernetes_test
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,25 +16,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/testenv"
 )
 
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func sha(n int) string { return fmt.Sprintf("%040x", n) }
+
 // kubeEnv is one test's namespace on the shared control plane, with its own deploy state.
 type kubeEnv struct {
 	ns     string
-	cfg    deploy.KubernetesConfig
-	target *deploy.Kubernetes
+	cfg    kubernetes.Config
+	target *kubernetes.Target
 	deps   deploy.Deps
 	store  *deploystate.Store
 }
 
-func newKubeEnv(t *testing.T, change func(*deploy.KubernetesConfig)) *kubeEnv {
+func newKubeEnv(t *testing.T, change func(*kubernetes.Config)) *kubeEnv {
 	t.Helper()
 	return newKubeEnvNamed(t, t.Name(), change)
 }
 
-func newKubeEnvNamed(t testing.TB, name string, change func(*deploy.KubernetesConfig)) *kubeEnv {
+func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config)) *kubeEnv {
 	t.Helper()
 	kube := testenv.SharedKube(t)
 	srv := testenv.SharedMinIO(t)
@@ -43,12 +49,12 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*deploy.KubernetesCo
 	}
 	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	cfg := deploy.KubernetesConfig{Client: kube.Client, Namespace: ns, Name: "digits", Environment: ns, Replicas: 2,
+	cfg := kubernetes.Config{Client: kube.Client, Namespace: ns, Name: "digits", Environment: ns, Replicas: 2,
 		ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute}
 	if change != nil {
 		change(&cfg)
 	}
-	target, err := deploy.NewKubernetes(cfg)
+	target, err := kubernetes.New(cfg)
 	require.NoError(t, err)
 	store := deploystate.NewStore(srv.Client(t), srv.Bucket(t, "state"))
 	return &kubeEnv{ns: ns, cfg: cfg, target: target, store: store, deps: deploy.Deps{Target: target, State: store}}
@@ -102,15 +108,15 @@ func TestKubernetesBlueGreenDeploy(t *testing.T) {
 	out, err := e.deploy(t, 1)
 	require.NoError(t, err)
 	t.Logf("first deploy: %s", out.Result.Steps)
-	assert.Equal(t, deploy.Blue, e.selected(t))
-	assert.Equal(t, map[string]int{deploy.Blue: 2}, e.endpointColours(t))
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+	assert.Equal(t, map[string]int{kubernetes.Blue: 2}, e.endpointColours(t))
 
 	out, err = e.deploy(t, 2)
 	require.NoError(t, err)
 	t.Logf("blue-green switch: %s", out.Result.Steps)
-	assert.Equal(t, deploy.Green, e.selected(t))
-	assert.Equal(t, map[string]int{deploy.Green: 2}, e.endpointColours(t), "the endpoints moved to the new colour only")
-	img, avail := e.image(t, deploy.Blue)
+	assert.Equal(t, kubernetes.Green, e.selected(t))
+	assert.Equal(t, map[string]int{kubernetes.Green: 2}, e.endpointColours(t), "the endpoints moved to the new colour only")
+	img, avail := e.image(t, kubernetes.Blue)
 	assert.Equal(t, kubeRelease(1).Image, img)
 	assert.Equal(t, int32(2), avail, "the old colour keeps running for a fast rollback")
 
@@ -126,7 +132,7 @@ func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
 	require.NoError(t, err)
 
 	// No node has this label: the new pods stay Pending and the rollout cannot progress.
-	stuck, err := deploy.NewKubernetes(func() deploy.KubernetesConfig {
+	stuck, err := kubernetes.New(func() kubernetes.Config {
 		c := e.cfg
 		c.NodeSelector = map[string]string{"modelship.test/pool": "nowhere"}
 		return c
@@ -136,12 +142,12 @@ func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
 	deps.Target = stuck
 	start := time.Now()
 	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: kubeRelease(2)})
-	require.ErrorIs(t, err, deploy.ErrRolloutStuck)
+	require.ErrorIs(t, err, kubernetes.ErrRolloutStuck)
 	assert.ErrorContains(t, err, "ProgressDeadlineExceeded")
 	assert.ErrorContains(t, err, `the Service still selects "blue"`)
 	t.Logf("stuck rollout detected after %s", time.Since(start).Round(time.Millisecond))
-	assert.Equal(t, deploy.Blue, e.selected(t))
-	assert.Equal(t, map[string]int{deploy.Blue: 2}, e.endpointColours(t))
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+	assert.Equal(t, map[string]int{kubernetes.Blue: 2}, e.endpointColours(t))
 
 	st, err := e.store.Load(context.Background(), e.ns, deploystate.LoadOptions{})
 	require.NoError(t, err)
@@ -154,7 +160,7 @@ func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
 		_, err := e.deploy(t, n)
 		require.NoError(t, err)
 	}
-	require.Equal(t, deploy.Blue, e.selected(t))
+	require.Equal(t, kubernetes.Blue, e.selected(t))
 	ctx := context.Background()
 	back := func(reason string) (*deploy.Outcome, error) {
 		return deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToPrevious, Reason: reason})
@@ -164,8 +170,8 @@ func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
 	out, err := back("v3 unhealthy")
 	require.NoError(t, err)
 	assert.True(t, out.Result.Reused)
-	assert.Equal(t, deploy.Green, e.selected(t))
-	assert.Equal(t, map[string]int{deploy.Green: 2}, e.endpointColours(t))
+	assert.Equal(t, kubernetes.Green, e.selected(t))
+	assert.Equal(t, map[string]int{kubernetes.Green: 2}, e.endpointColours(t))
 	t.Logf("rollback by selector switch: %s (API time)", out.Result.Steps)
 	for _, s := range out.Result.Steps {
 		assert.NotEqual(t, "rollout", s.Name, "no rollout when the previous colour still runs")
@@ -175,18 +181,18 @@ func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
 	out, err = back("v2 unhealthy too")
 	require.NoError(t, err)
 	assert.False(t, out.Result.Reused)
-	assert.Equal(t, deploy.Blue, e.selected(t))
-	img, _ := e.image(t, deploy.Blue)
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+	img, _ := e.image(t, kubernetes.Blue)
 	assert.Equal(t, kubeRelease(1).Image, img)
 	t.Logf("rollback by image: %s", out.Result.Steps)
 
 	_, err = deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToCurrent, Reason: "third"})
 	require.ErrorIs(t, err, deploystate.ErrHalted, "the third rollback within an hour halts")
-	assert.Equal(t, deploy.Blue, e.selected(t), "and changes nothing on the cluster")
+	assert.Equal(t, kubernetes.Blue, e.selected(t), "and changes nothing on the cluster")
 }
 
 func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
-	e := newKubeEnv(t, func(c *deploy.KubernetesConfig) { c.CPURequest, c.MemoryLimit = "250m", "512Mi" })
+	e := newKubeEnv(t, func(c *kubernetes.Config) { c.CPURequest, c.MemoryLimit = "250m", "512Mi" })
 	var out bytes.Buffer
 	require.NoError(t, e.target.DryRun(context.Background(), kubeRelease(1), &out))
 	y := out.String()
@@ -198,6 +204,6 @@ func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list.Items, "a dry run creates nothing")
 
-	_, err = deploy.NewKubernetes(deploy.KubernetesConfig{Client: e.cfg.Client, CPURequest: "lots"})
+	_, err = kubernetes.New(kubernetes.Config{Client: e.cfg.Client, CPURequest: "lots"})
 	assert.Error(t, err)
 }

@@ -1,4 +1,4 @@
-package deploy
+package docker
 
 import (
 	"bufio"
@@ -62,6 +62,6 @@ func LoadImageArchive(ctx context.Context, cli *client.Client, path, ref string)
 }
 
 // LoadImageArchive loads an image tarball into this target's engine, tagged ref.
-func (d *Docker) LoadImageArchive(ctx context.Context, path, ref string) error {
+func (d *Target) LoadImageArchive(ctx context.Context, path, ref string) error {
 	return LoadImageArchive(ctx, d.cfg.Client, path, ref)
 }

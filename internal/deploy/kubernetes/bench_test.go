@@ -1,4 +1,4 @@
-package deploy_test
+package kubernetes_test
 
 import (
 	"context"
@@ -11,52 +11,6 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 )
-
-// BenchmarkDocker measures, on the real engine, each operation from the call's start to the
-// release answering ready and passing its smoke inference; the README reports the medians.
-//   - deploy: v2 over a live v1 (candidate on a side port, then the swap)
-//   - rollback-restart: back to v1 by starting its stopped container
-//   - rollback-pull: back to v1 with no container left (image already on the host)
-func BenchmarkDocker(b *testing.B) {
-	for _, mode := range []string{"deploy", "rollback-restart", "rollback-pull"} {
-		b.Run(mode, func(b *testing.B) {
-			var times []time.Duration
-			for i := 0; i < b.N; i++ {
-				times = append(times, benchOnce(b, mode))
-			}
-			slices.Sort(times)
-			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
-			b.ReportMetric(0, "ns/op")
-		})
-	}
-}
-
-func benchOnce(b *testing.B, mode string) time.Duration {
-	b.StopTimer()
-	defer b.StartTimer()
-	w := setup(b)
-	e := newEnv(b, w)
-	defer removeContainers(w.docker, e.name)
-	ctx := context.Background()
-	deployRel := func(rel string) *deploy.Outcome {
-		out, err := deploy.Deploy(ctx, e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases[rel]})
-		require.NoError(b, err)
-		return out
-	}
-	deployRel("v1")
-	if mode == "deploy" {
-		return deployRel("v2").Elapsed
-	}
-	deployRel("v2")
-	to := deploy.ToPrevious
-	if mode == "rollback-pull" {
-		removeContainers(w.docker, e.name)
-		to = deploy.ToCurrent
-	}
-	out, err := deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.name, To: to, Reason: "benchmark", Smoke: w.releases["v1"].Smoke})
-	require.NoError(b, err)
-	return out.Elapsed
-}
 
 // BenchmarkKubernetes measures, against the test control plane (KWOK nodes), the API time of a
 // blue-green deploy, of a rollback by selector switch, and of a rollback by image (the old

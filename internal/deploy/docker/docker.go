@@ -1,4 +1,4 @@
-package deploy
+package docker
 
 import (
 	"bytes"
@@ -22,19 +22,14 @@ import (
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/modelship/modelship/internal/deploy"
 )
 
-// Labels modelship puts on the containers it runs.
 const (
-	LabelEnvironment  = "dev.modelship.environment"
-	LabelRole         = "dev.modelship.role"
-	LabelImage        = "dev.modelship.image"
-	LabelModelName    = "dev.modelship.model.name"
-	LabelModelVersion = "dev.modelship.model.version"
-	LabelGitSHA       = "dev.modelship.git-sha"
-	roleLive          = "live"
-	roleCandidate     = "candidate"
-	serverPort        = nat.Port("8000/tcp")
+	roleLive      = "live"
+	roleCandidate = "candidate"
+	serverPort    = nat.Port("8000/tcp")
 )
 
 // CheckViaContainerIP verifies a container at its own network address, port 8000.
@@ -46,8 +41,8 @@ var ErrImageNotFound = errors.New("image not found")
 // ErrEngineUnreachable marks a Docker engine that does not answer.
 var ErrEngineUnreachable = errors.New("docker engine unreachable")
 
-// DockerConfig configures the Docker Engine target.
-type DockerConfig struct {
+// Config configures the Docker Engine target.
+type Config struct {
 	Client      *client.Client
 	Environment string
 	Publish     string // host address of the live server, "127.0.0.1:8000" or ":8000"
@@ -65,15 +60,15 @@ type DockerConfig struct {
 // Docker runs the model server as containers on one Docker engine. A deploy verifies a
 // candidate container on a side port first, then swaps it onto the published port; the old
 // container is stopped, not removed, so a rollback to it is a start instead of a pull.
-type Docker struct {
-	cfg       DockerConfig
+type Target struct {
+	cfg       Config
 	hostIP    string
 	hostPort  string
 	checkHost string
 }
 
-// NewDocker checks the configuration.
-func NewDocker(cfg DockerConfig) (*Docker, error) {
+// New checks the configuration.
+func New(cfg Config) (*Target, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("docker target: no client")
 	}
@@ -96,7 +91,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 	if cfg.KeepStopped <= 0 {
 		cfg.KeepStopped = 2
 	}
-	d := &Docker{cfg: cfg, hostIP: host, hostPort: port, checkHost: cfg.CheckHost}
+	d := &Target{cfg: cfg, hostIP: host, hostPort: port, checkHost: cfg.CheckHost}
 	if d.checkHost == "" {
 		d.checkHost = "127.0.0.1"
 		if host != "" && host != "0.0.0.0" {
@@ -109,7 +104,7 @@ func NewDocker(cfg DockerConfig) (*Docker, error) {
 }
 
 // publicURL is where the live server is published.
-func (d *Docker) publicURL() string {
+func (d *Target) publicURL() string {
 	host := d.checkHost
 	if host == CheckViaContainerIP {
 		host = d.hostIP
@@ -121,11 +116,11 @@ func (d *Docker) publicURL() string {
 }
 
 // Name is "docker".
-func (d *Docker) Name() string { return "docker" }
+func (d *Target) Name() string { return "docker" }
 
 // Deploy runs rel on the published port; see Docker.
-func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
-	res := &Result{Image: rel.Image}
+func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
+	res := &deploy.Result{Image: rel.Image}
 	if _, err := d.cfg.Client.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Client.DaemonHost(), err)
 	}
@@ -164,7 +159,7 @@ func (d *Docker) Deploy(ctx context.Context, rel Release) (*Result, error) {
 	return res, nil
 }
 
-func (d *Docker) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
+func (d *Target) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
 	img, err := d.cfg.Client.ImageInspect(ctx, ref)
 	if err == nil {
 		return img, nil
@@ -212,8 +207,8 @@ func pullErr(ref string, err error) error {
 }
 
 // containers lists this environment's live-role containers, running or stopped, newest first.
-func (d *Docker) containers(ctx context.Context, stopped bool) ([]container.Summary, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelEnvironment+"="+d.cfg.Environment), filters.Arg("label", LabelRole+"="+roleLive))
+func (d *Target) containers(ctx context.Context, stopped bool) ([]container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", deploy.LabelEnvironment+"="+d.cfg.Environment), filters.Arg("label", deploy.LabelRole+"="+roleLive))
 	if stopped {
 		f.Add("status", "exited")
 		f.Add("status", "created")
@@ -230,7 +225,7 @@ func (d *Docker) containers(ctx context.Context, stopped bool) ([]container.Summ
 }
 
 // reusable finds the newest stopped container of this image.
-func (d *Docker) reusable(stopped []container.Summary, imageID string) string {
+func (d *Target) reusable(stopped []container.Summary, imageID string) string {
 	for _, c := range stopped {
 		if c.ImageID == imageID {
 			return c.ID
@@ -240,7 +235,7 @@ func (d *Docker) reusable(stopped []container.Summary, imageID string) string {
 }
 
 // startPrevious stops what is live and starts an earlier container again.
-func (d *Docker) startPrevious(ctx context.Context, id string, live []container.Summary, rel Release, res *Result) error {
+func (d *Target) startPrevious(ctx context.Context, id string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
 	cli := d.cfg.Client
 	info, err := cli.ContainerInspect(ctx, id)
 	if err != nil {
@@ -265,14 +260,14 @@ func (d *Docker) startPrevious(ctx context.Context, id string, live []container.
 }
 
 // rollOutFresh is rollOut for an image ID that has no reusable container.
-func (d *Docker) rollOutFresh(ctx context.Context, imageID string, live []container.Summary, rel Release, res *Result) error {
+func (d *Target) rollOutFresh(ctx context.Context, imageID string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
 	res.Reused = false
 	return d.rollOut(ctx, imageID, live, rel, res)
 }
 
 // rollOut verifies a candidate on a side port, then swaps a container of the same image onto
 // the published port. The live container serves until the candidate has passed.
-func (d *Docker) rollOut(ctx context.Context, imageID string, live []container.Summary, rel Release, res *Result) error {
+func (d *Target) rollOut(ctx context.Context, imageID string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
 	cli := d.cfg.Client
 	var candidate string
 	err := res.Steps.Time("start-candidate", func() (err error) {
@@ -302,7 +297,7 @@ func (d *Docker) rollOut(ctx context.Context, imageID string, live []container.S
 		// A server that dies at once loses its port binding before we look.
 		if info.State != nil && !info.State.Running {
 			return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w: container exited with code %d: %s",
-				short(candidate), rel.Image, describeLive(live), ErrVerification, info.State.ExitCode, d.logTail(ctx, candidate))
+				short(candidate), rel.Image, describeLive(live), deploy.ErrVerification, info.State.ExitCode, d.logTail(ctx, candidate))
 		}
 		return fmt.Errorf("candidate %s has no published port", short(candidate))
 	}
@@ -336,7 +331,7 @@ func (d *Docker) rollOut(ctx context.Context, imageID string, live []container.S
 }
 
 // restore starts the containers that were live again after a failed swap.
-func (d *Docker) restore(ctx context.Context, live []container.Summary, cause error) error {
+func (d *Target) restore(ctx context.Context, live []container.Summary, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	for _, c := range live {
 		if err := d.cfg.Client.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
@@ -349,7 +344,7 @@ func (d *Docker) restore(ctx context.Context, live []container.Summary, cause er
 	return fmt.Errorf("%w; the previous container %s was started again", cause, short(live[0].ID))
 }
 
-func (d *Docker) stopAll(ctx context.Context, list []container.Summary) error {
+func (d *Target) stopAll(ctx context.Context, list []container.Summary) error {
 	timeout := 10
 	for _, c := range list {
 		if err := d.cfg.Client.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
@@ -360,10 +355,10 @@ func (d *Docker) stopAll(ctx context.Context, list []container.Summary) error {
 }
 
 // create makes a container of imageID; hostPort "" publishes on a free port.
-func (d *Docker) create(ctx context.Context, imageID string, rel Release, role, hostPort string) (string, error) {
+func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release, role, hostPort string) (string, error) {
 	labels := map[string]string{
-		LabelEnvironment: d.cfg.Environment, LabelRole: role, LabelImage: rel.Image,
-		LabelModelName: rel.ModelName, LabelModelVersion: rel.ModelVersion, LabelGitSHA: rel.GitSHA,
+		deploy.LabelEnvironment: d.cfg.Environment, deploy.LabelRole: role, deploy.LabelImage: rel.Image,
+		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: rel.ModelVersion, deploy.LabelGitSHA: rel.GitSHA,
 	}
 	env := []string{"MODELSHIP_MODEL_NAME=" + rel.ModelName}
 	if rel.ModelVersion != "" {
@@ -384,7 +379,7 @@ func (d *Docker) create(ctx context.Context, imageID string, rel Release, role, 
 	return created.ID, nil
 }
 
-func (d *Docker) verifyContainer(ctx context.Context, id, host, port string, rel Release, res *Result) error {
+func (d *Target) verifyContainer(ctx context.Context, id, host, port string, rel deploy.Release, res *deploy.Result) error {
 	vctx, cancel := context.WithTimeout(ctx, d.cfg.ReadyTimeout)
 	defer cancel()
 	if host == CheckViaContainerIP {
@@ -407,7 +402,7 @@ func (d *Docker) verifyContainer(ctx context.Context, id, host, port string, rel
 		}
 		return nil
 	}
-	err := verify(vctx, "http://"+net.JoinHostPort(host, port), rel, &res.Steps, alive)
+	err := deploy.Verify(vctx, "http://"+net.JoinHostPort(host, port), rel, &res.Steps, alive)
 	if err != nil && !strings.Contains(err.Error(), "exited with code") {
 		err = fmt.Errorf("%w (container log: %s)", err, d.logTail(context.WithoutCancel(ctx), id))
 	}
@@ -427,7 +422,7 @@ func containerIP(info container.InspectResponse) string {
 }
 
 // logTail returns the last lines a container printed, for error messages.
-func (d *Docker) logTail(ctx context.Context, id string) string {
+func (d *Target) logTail(ctx context.Context, id string) string {
 	rc, err := d.cfg.Client.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
 	if err != nil {
 		return "unavailable"
@@ -441,7 +436,7 @@ func (d *Docker) logTail(ctx context.Context, id string) string {
 }
 
 // prune removes stopped containers of the environment beyond KeepStopped, oldest first.
-func (d *Docker) prune(ctx context.Context, keep string) {
+func (d *Target) prune(ctx context.Context, keep string) {
 	stopped, err := d.containers(ctx, true)
 	if err != nil {
 		return
@@ -462,7 +457,7 @@ func describeLive(live []container.Summary) string {
 	if len(live) == 0 {
 		return "nothing"
 	}
-	return fmt.Sprintf("container %s (%s)", short(live[0].ID), live[0].Labels[LabelImage])
+	return fmt.Sprintf("container %s (%s)", short(live[0].ID), live[0].Labels[deploy.LabelImage])
 }
 
 func short(id string) string {
@@ -470,4 +465,25 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// Dial connects to the Docker engine at host (unix:///path or tcp://host:port; empty: the
+// DOCKER_HOST conventions), negotiating the API version so older engines work, and returns the
+// target on it. Close the client when done.
+func Dial(host string, cfg Config) (*Target, *client.Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	cfg.Client = cli
+	target, err := New(cfg)
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	return target, cli, nil
 }

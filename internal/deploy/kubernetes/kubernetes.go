@@ -1,4 +1,4 @@
-package deploy
+package kubernetes
 
 import (
 	"context"
@@ -14,10 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/modelship/modelship/serving"
+
+	"github.com/modelship/modelship/internal/deploy"
 )
 
 // Blue-green colours: two Deployments, one Service whose selector names the live one.
@@ -32,9 +35,9 @@ const (
 // ErrRolloutStuck marks a rollout that cannot progress (deadline exceeded, unschedulable pods).
 var ErrRolloutStuck = errors.New("rollout did not progress")
 
-// KubernetesConfig configures the Kubernetes target.
-type KubernetesConfig struct {
-	Client           kubernetes.Interface
+// Config configures the Kubernetes target.
+type Config struct {
+	Client           k8s.Interface
 	Namespace        string        // default "default"
 	Name             string        // base name: Deployments <name>-blue/-green, Service <name>; default "modelship"
 	Environment      string        // recorded in labels
@@ -55,29 +58,29 @@ type KubernetesConfig struct {
 // waits for its rollout, verifies it, then switches the Service's selector and waits until the
 // Service's EndpointSlices hold only the new colour. The old colour keeps running, so a
 // rollback to it is a selector switch. (Canary later: weights by replica count or a mesh.)
-type Kubernetes struct {
-	cfg KubernetesConfig
+type Target struct {
+	cfg Config
 }
 
-// NewKubernetes checks the configuration and fills in defaults.
-func NewKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
+// New checks the configuration and fills in defaults.
+func New(cfg Config) (*Target, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("kubernetes target: no client")
 	}
-	return newKubernetes(cfg)
+	return newTarget(cfg)
 }
 
 // RenderManifests writes, as YAML, what a first deploy of rel (to the blue colour) would apply,
 // with no cluster at all: for review and for misconfiguration scanners.
-func RenderManifests(cfg KubernetesConfig, rel Release, w io.Writer) error {
-	k, err := newKubernetes(cfg)
+func RenderManifests(cfg Config, rel deploy.Release, w io.Writer) error {
+	k, err := newTarget(cfg)
 	if err != nil {
 		return err
 	}
 	return k.writeManifests(rel, Blue, w)
 }
 
-func newKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
+func newTarget(cfg Config) (*Target, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
 	}
@@ -110,13 +113,13 @@ func newKubernetes(cfg KubernetesConfig) (*Kubernetes, error) {
 			return nil, fmt.Errorf("kubernetes target: resource %q: %w", q, err)
 		}
 	}
-	return &Kubernetes{cfg: cfg}, nil
+	return &Target{cfg: cfg}, nil
 }
 
 // Name is "kubernetes".
-func (k *Kubernetes) Name() string { return "kubernetes" }
+func (k *Target) Name() string { return "kubernetes" }
 
-func (k *Kubernetes) deploymentName(colour string) string { return k.cfg.Name + "-" + colour }
+func (k *Target) deploymentName(colour string) string { return k.cfg.Name + "-" + colour }
 
 func other(colour string) string {
 	if colour == Blue {
@@ -126,12 +129,12 @@ func other(colour string) string {
 }
 
 // Manifests are the objects a deploy of rel to colour applies.
-func (k *Kubernetes) Manifests(rel Release, colour string) (*appsv1.Deployment, *corev1.Service) {
+func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deployment, *corev1.Service) {
 	labels := map[string]string{labelApp: k.cfg.Name, labelColour: colour}
 	podLabels := map[string]string{labelApp: k.cfg.Name, labelColour: colour,
-		LabelModelName: rel.ModelName, LabelModelVersion: safeLabel(rel.ModelVersion), LabelGitSHA: rel.GitSHA}
+		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: safeLabel(rel.ModelVersion), deploy.LabelGitSHA: rel.GitSHA}
 	if k.cfg.Environment != "" {
-		podLabels[LabelEnvironment] = k.cfg.Environment
+		podLabels[deploy.LabelEnvironment] = k.cfg.Environment
 	}
 	res := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	if k.cfg.CPURequest != "" {
@@ -153,7 +156,7 @@ func (k *Kubernetes) Manifests(rel Release, colour string) (*appsv1.Deployment, 
 			ProgressDeadlineSeconds: &deadline,
 			Selector:                &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{LabelImage: rel.Image}},
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: map[string]string{deploy.LabelImage: rel.Image}},
 				Spec: corev1.PodSpec{
 					NodeSelector:    k.cfg.NodeSelector,
 					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)},
@@ -195,7 +198,7 @@ func (k *Kubernetes) Manifests(rel Release, colour string) (*appsv1.Deployment, 
 
 // DryRun writes the manifests a deploy of rel would apply, as YAML, without touching the cluster
 // beyond reading which colour is live.
-func (k *Kubernetes) DryRun(ctx context.Context, rel Release, w io.Writer) error {
+func (k *Target) DryRun(ctx context.Context, rel deploy.Release, w io.Writer) error {
 	live, err := k.liveColour(ctx)
 	if err != nil {
 		return err
@@ -207,7 +210,7 @@ func (k *Kubernetes) DryRun(ctx context.Context, rel Release, w io.Writer) error
 	return k.writeManifests(rel, target, w)
 }
 
-func (k *Kubernetes) writeManifests(rel Release, colour string, w io.Writer) error {
+func (k *Target) writeManifests(rel deploy.Release, colour string, w io.Writer) error {
 	dep, svc := k.Manifests(rel, colour)
 	for _, obj := range []any{dep, svc} {
 		out, err := yaml.Marshal(obj)
@@ -222,7 +225,7 @@ func (k *Kubernetes) writeManifests(rel Release, colour string, w io.Writer) err
 }
 
 // liveColour reads the Service's selector ("" when there is no Service yet).
-func (k *Kubernetes) liveColour(ctx context.Context) (string, error) {
+func (k *Target) liveColour(ctx context.Context) (string, error) {
 	svc, err := k.cfg.Client.CoreV1().Services(k.cfg.Namespace).Get(ctx, k.cfg.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", nil
@@ -234,8 +237,8 @@ func (k *Kubernetes) liveColour(ctx context.Context) (string, error) {
 }
 
 // Deploy rolls rel out to the idle colour and switches the Service to it.
-func (k *Kubernetes) Deploy(ctx context.Context, rel Release) (*Result, error) {
-	res := &Result{Image: rel.Image, ImageDigest: rel.Image,
+func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
+	res := &deploy.Result{Image: rel.Image, ImageDigest: rel.Image,
 		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
 	var live string
 	if err := res.Steps.Time("read", func() (err error) { live, err = k.liveColour(ctx); return err }); err != nil {
@@ -271,7 +274,7 @@ func (k *Kubernetes) Deploy(ctx context.Context, rel Release) (*Result, error) {
 	}
 	if k.cfg.SmokeURL != nil {
 		if err := res.Steps.Time("smoke", func() error {
-			return smoke(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel)
+			return deploy.SmokeTest(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel)
 		}); err != nil {
 			return res, fmt.Errorf("%w; the Service still selects %q", err, orNone(live))
 		}
@@ -297,7 +300,7 @@ func orNone(colour string) string {
 	return colour
 }
 
-func (k *Kubernetes) deployment(ctx context.Context, colour string) (*appsv1.Deployment, error) {
+func (k *Target) deployment(ctx context.Context, colour string) (*appsv1.Deployment, error) {
 	return k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace).Get(ctx, k.deploymentName(colour), metav1.GetOptions{})
 }
 
@@ -316,7 +319,7 @@ func available(d *appsv1.Deployment) bool {
 }
 
 // apply creates or updates the colour's Deployment with rel.
-func (k *Kubernetes) apply(ctx context.Context, rel Release, colour string) error {
+func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string) error {
 	want, _ := k.Manifests(rel, colour)
 	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
 	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
@@ -339,7 +342,7 @@ func (k *Kubernetes) apply(ctx context.Context, rel Release, colour string) erro
 
 // waitRollout waits until the colour's Deployment has rolled out, and fails as soon as it
 // reports it cannot (the Progressing condition's reason and message say why).
-func (k *Kubernetes) waitRollout(ctx context.Context, colour string) error {
+func (k *Target) waitRollout(ctx context.Context, colour string) error {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
 	defer cancel()
 	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
@@ -359,7 +362,7 @@ func (k *Kubernetes) waitRollout(ctx context.Context, colour string) error {
 }
 
 // switchTo points the Service at colour, creating the Service on the first deploy.
-func (k *Kubernetes) switchTo(ctx context.Context, rel Release, colour string) error {
+func (k *Target) switchTo(ctx context.Context, rel deploy.Release, colour string) error {
 	_, want := k.Manifests(rel, colour)
 	api := k.cfg.Client.CoreV1().Services(k.cfg.Namespace)
 	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
@@ -381,7 +384,7 @@ func (k *Kubernetes) switchTo(ctx context.Context, rel Release, colour string) e
 
 // waitEndpoints waits until the Service's EndpointSlices hold ready endpoints, all of them pods
 // of colour: only then does traffic reach the new release alone.
-func (k *Kubernetes) waitEndpoints(ctx context.Context, colour string) error {
+func (k *Target) waitEndpoints(ctx context.Context, colour string) error {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
 	defer cancel()
 	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{
@@ -414,7 +417,7 @@ func (k *Kubernetes) waitEndpoints(ctx context.Context, colour string) error {
 	})
 }
 
-func (k *Kubernetes) scale(ctx context.Context, colour string, replicas int32) error {
+func (k *Target) scale(ctx context.Context, colour string, replicas int32) error {
 	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
 	d, err := api.Get(ctx, k.deploymentName(colour), metav1.GetOptions{})
 	if err != nil {
@@ -458,4 +461,25 @@ func safeLabel(v string) string {
 		out = out[:63]
 	}
 	return string(out)
+}
+
+// Dial loads a kubeconfig (path; empty: KUBECONFIG, ~/.kube/config or the in-cluster service
+// account) and returns the target on that cluster.
+func Dial(path string, cfg Config) (*Target, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	rest, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	// Rollout and endpoint polling run at 10-20 requests/s; client-go's default 5/s would throttle them.
+	rest.QPS, rest.Burst = 50, 100
+	cs, err := k8s.NewForConfig(rest)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cfg.Client = cs
+	return New(cfg)
 }
