@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploy/docker"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/notify"
@@ -431,4 +432,44 @@ func TestAnImageArchiveDeploysWithoutARegistry(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(archive, []byte("not a tarball"), 0o644))
 	assert.Error(t, docker.LoadImageArchive(ctx, w.docker, archive, local))
+}
+
+// The conformance suite every target passes, on the real Docker engine.
+func TestConformance(t *testing.T) {
+	w := setup(t)
+	deploytest.Run(t, func(t *testing.T) *deploytest.Env {
+		e := newEnv(t, w)
+		return &deploytest.Env{Name: e.name, Deps: e.deps,
+			Release: func(n int) deploy.Release { return w.releases[fmt.Sprintf("v%d", n)] },
+			Broken:  w.releases["unready"],
+			Serving: e.servingImage,
+			Forget: func(t *testing.T, n int) {
+				for _, c := range e.list(t) {
+					if c.State != "running" && c.Labels[deploy.LabelImage] == w.releases[fmt.Sprintf("v%d", n)].Image {
+						require.NoError(t, w.docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}))
+					}
+				}
+			},
+		}
+	})
+}
+
+// list is every container of the environment, running or not.
+func (e *env) list(t *testing.T) []container.Summary {
+	t.Helper()
+	list, err := e.w.docker.ContainerList(context.Background(), container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", deploy.LabelEnvironment+"="+e.name))})
+	require.NoError(t, err)
+	return list
+}
+
+// servingImage is the image of the running live container ("" when none runs).
+func (e *env) servingImage(t *testing.T) string {
+	t.Helper()
+	for _, c := range e.list(t) {
+		if c.State == "running" && c.Labels[deploy.LabelRole] == "live" {
+			return c.Labels[deploy.LabelImage]
+		}
+	}
+	return ""
 }

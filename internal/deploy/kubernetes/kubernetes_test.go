@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/testenv"
@@ -206,4 +207,55 @@ func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
 
 	_, err = kubernetes.New(kubernetes.Config{Client: e.cfg.Client, CPURequest: "lots"})
 	assert.Error(t, err)
+}
+
+// The conformance suite every target passes, on the test control plane. KWOK runs any image,
+// so the broken release goes to a target whose pods no node can take: its rollout cannot progress.
+func TestConformance(t *testing.T) {
+	deploytest.Run(t, func(t *testing.T) *deploytest.Env {
+		e := newKubeEnv(t, nil)
+		stuckCfg := e.cfg
+		stuckCfg.NodeSelector = map[string]string{"modelship.test/pool": "nowhere"}
+		stuck, err := kubernetes.New(stuckCfg)
+		require.NoError(t, err)
+		broken := kubeRelease(9)
+		deps := e.deps
+		deps.Target = routed{normal: e.target, stuck: stuck, broken: broken.Image}
+		return &deploytest.Env{Name: e.ns, Deps: deps, Release: kubeRelease, Broken: broken,
+			Serving: func(t *testing.T) string {
+				colour := e.selected(t)
+				if colour == "" {
+					return ""
+				}
+				img, _ := e.image(t, colour)
+				return img
+			},
+			Forget: func(t *testing.T, n int) {
+				for _, colour := range []string{kubernetes.Blue, kubernetes.Green} {
+					if colour == e.selected(t) {
+						continue
+					}
+					if d, err := e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-"+colour, metav1.GetOptions{}); err == nil &&
+						d.Spec.Template.Spec.Containers[0].Image == kubeRelease(n).Image {
+						require.NoError(t, e.cfg.Client.AppsV1().Deployments(e.ns).Delete(context.Background(), "digits-"+colour, metav1.DeleteOptions{}))
+					}
+				}
+			},
+		}
+	})
+}
+
+// routed sends one release to another target: the broken release to the one that cannot schedule.
+type routed struct {
+	normal, stuck deploy.Target
+	broken        string
+}
+
+func (r routed) Name() string { return r.normal.Name() }
+
+func (r routed) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
+	if rel.Image == r.broken {
+		return r.stuck.Deploy(ctx, rel)
+	}
+	return r.normal.Deploy(ctx, rel)
 }
