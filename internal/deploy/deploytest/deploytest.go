@@ -23,7 +23,8 @@ type Env struct {
 	// Broken is a release the target must refuse at verification (never ready, wrong answers,
 	// a rollout that cannot progress).
 	Broken deploy.Release
-	// Serving is the image the environment's traffic reaches now ("" when none).
+	// Serving is the git SHA of the release the environment's traffic reaches now ("" when
+	// none): a rollback may name the image by digest rather than by the tag it was deployed as.
 	Serving func(t *testing.T) string
 	// Forget removes every instance of release n that is not taking traffic, so a rollback to
 	// it must start it from its image.
@@ -56,7 +57,7 @@ func (e *Env) mustDeploy(t *testing.T, n int) *deploy.Outcome {
 	t.Helper()
 	out, err := e.deploy(t, e.Release(n))
 	require.NoError(t, err, "deploy release %d", n)
-	require.Equal(t, e.Release(n).Image, e.Serving(t), "release %d serves after its deploy", n)
+	require.Equal(t, e.Release(n).GitSHA, e.Serving(t), "release %d serves after its deploy", n)
 	return out
 }
 
@@ -85,7 +86,7 @@ func failedVerification(t *testing.T, e *Env) {
 	e.mustDeploy(t, 1)
 	_, err := e.deploy(t, e.Broken)
 	require.Error(t, err, "a release that fails verification is refused")
-	assert.Equal(t, e.Release(1).Image, e.Serving(t), "the old version keeps serving")
+	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t), "the old version keeps serving")
 	assert.Equal(t, e.Release(1).GitSHA, e.state(t).Current.GitSHA, "the state still names the old version")
 }
 
@@ -101,7 +102,7 @@ func rollbackByRestart(t *testing.T, e *Env) {
 	out, err := e.rollback(t, deploy.ToPrevious)
 	require.NoError(t, err)
 	assert.True(t, out.Result.Reused, "the previous instance is started again, not rebuilt")
-	assert.Equal(t, e.Release(1).Image, e.Serving(t))
+	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t))
 	assert.Equal(t, e.Release(1).GitSHA, e.state(t).Current.GitSHA)
 }
 
@@ -112,7 +113,7 @@ func rollbackByImage(t *testing.T, e *Env) {
 	out, err := e.rollback(t, deploy.ToPrevious)
 	require.NoError(t, err)
 	assert.False(t, out.Result.Reused, "nothing of release 1 was left to restart")
-	assert.Equal(t, e.Release(1).Image, e.Serving(t))
+	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t))
 }
 
 func halt(t *testing.T, e *Env) {
@@ -125,7 +126,7 @@ func halt(t *testing.T, e *Env) {
 	require.ErrorIs(t, err, deploystate.ErrHalted, "the third rollback within an hour halts")
 	_, err = e.deploy(t, e.Release(2))
 	require.ErrorIs(t, err, deploystate.ErrHalted, "a halted environment takes no deploys")
-	assert.Equal(t, e.Release(1).Image, e.Serving(t))
+	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t))
 	_, err = e.Deps.State.Resume(context.Background(), e.Name, "conformance", "checked")
 	require.NoError(t, err)
 	e.mustDeploy(t, 2)

@@ -442,10 +442,10 @@ func TestConformance(t *testing.T) {
 		return &deploytest.Env{Name: e.name, Deps: e.deps,
 			Release: func(n int) deploy.Release { return w.releases[fmt.Sprintf("v%d", n)] },
 			Broken:  w.releases["unready"],
-			Serving: e.servingImage,
+			Serving: e.servingSHA,
 			Forget: func(t *testing.T, n int) {
 				for _, c := range e.list(t) {
-					if c.State != "running" && c.Labels[deploy.LabelImage] == w.releases[fmt.Sprintf("v%d", n)].Image {
+					if c.State != "running" && c.Labels[deploy.LabelGitSHA] == w.releases[fmt.Sprintf("v%d", n)].GitSHA {
 						require.NoError(t, w.docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}))
 					}
 				}
@@ -463,12 +463,12 @@ func (e *env) list(t *testing.T) []container.Summary {
 	return list
 }
 
-// servingImage is the image of the running live container ("" when none runs).
-func (e *env) servingImage(t *testing.T) string {
+// servingSHA is the git SHA of the running live container ("" when none runs).
+func (e *env) servingSHA(t *testing.T) string {
 	t.Helper()
 	for _, c := range e.list(t) {
 		if c.State == "running" && c.Labels[deploy.LabelRole] == "live" {
-			return c.Labels[deploy.LabelImage]
+			return c.Labels[deploy.LabelGitSHA]
 		}
 	}
 	return ""

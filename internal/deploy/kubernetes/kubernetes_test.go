@@ -227,8 +227,9 @@ func TestConformance(t *testing.T) {
 				if colour == "" {
 					return ""
 				}
-				img, _ := e.image(t, colour)
-				return img
+				d, err := e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-"+colour, metav1.GetOptions{})
+				require.NoError(t, err)
+				return d.Spec.Template.Labels[deploy.LabelGitSHA]
 			},
 			Forget: func(t *testing.T, n int) {
 				for _, colour := range []string{kubernetes.Blue, kubernetes.Green} {
