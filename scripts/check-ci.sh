@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Checks what no unit test covers: the Dagger module type-checks against dagger.io/dagger v0.21.9
-# without an engine, the GitHub workflow passes actionlint, and the GitLab file passes
+# Checks what no unit test covers: the Dagger module builds and vets against its committed,
+# engine-generated bindings, the GitHub workflow passes actionlint, and the GitLab file passes
 # gitlab-ci-local's schema validation and lists the jobs it should. Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "check-ci: type-checking ci/ against dagger.io/dagger (tag modelship_typecheck)" >&2
-(cd ci && go mod download dagger.io/dagger && go vet -tags modelship_typecheck ./...)
+echo "check-ci: go build and go vet of ci/ against its generated bindings" >&2
+(cd ci && go build ./... && go vet ./...)
 
 echo "check-ci: actionlint" >&2
 actionlint .github/workflows/*.yml
