@@ -423,7 +423,7 @@ func TestKubernetesTargetCommands(t *testing.T) {
 		dry, code := c.run(append(append(deployArgs(gitSHA, "1"), "--dry-run"), extra...)...)
 		require.Equal(t, 0, code, dry)
 		rendered, code := c.run(append([]string{"manifests", "--image", "registry.test/digits:" + gitSHA, "--model-version", "1",
-			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--env", ns}, extra...)...)
+			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--env", ns, "--progress-deadline", "5s"}, extra...)...)
 		require.Equal(t, 0, code, rendered)
 		assert.Equal(t, dry, rendered, "manifests %v", extra)
 	}
