@@ -178,7 +178,7 @@ func TestACommitWithoutItsOwnModelShipsThePinnedVersion(t *testing.T) {
 
 	for name, body := range map[string]string{
 		"another model":    `{"model": {"name": "wine", "version": "1.0.0"}}`,
-		"an unknown field": `{"model": {"name": "digits", "version": "1.0.0", "versoin": "2"}}`,
+		"an unknown field": `{"model": {"name": "digits", "version": "1.0.0", "flavour": "2"}}`,
 		"a bad version":    `{"model": {"name": "digits", "version": "../1"}}`,
 	} {
 		require.NoError(t, os.WriteFile(pin, []byte(body), 0o644))

@@ -57,7 +57,7 @@ type Config struct {
 	Args         []string      // extra model-server flags
 }
 
-// Docker runs the model server as containers on one Docker engine. A deploy verifies a
+// Target runs the model server as containers on one Docker engine. A deploy verifies a
 // candidate container on a side port first, then swaps it onto the published port; the old
 // container is stopped, not removed, so a rollback to it is a start instead of a pull.
 type Target struct {
@@ -118,7 +118,7 @@ func (d *Target) publicURL() string {
 // Name is "docker".
 func (d *Target) Name() string { return "docker" }
 
-// Deploy runs rel on the published port; see Docker.
+// Deploy runs rel on the published port; see Target.
 func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
 	res := &deploy.Result{Image: rel.Image}
 	if _, err := d.cfg.Client.Ping(ctx); err != nil {

@@ -54,7 +54,7 @@ type Config struct {
 	NodeSelector map[string]string
 }
 
-// Kubernetes runs the model server blue-green on a cluster: a deploy updates the idle colour,
+// Target runs the model server blue-green on a cluster: a deploy updates the idle colour,
 // waits for its rollout, verifies it, then switches the Service's selector and waits until the
 // Service's EndpointSlices hold only the new colour. The old colour keeps running, so a
 // rollback to it is a selector switch. (Canary later: weights by replica count or a mesh.)
