@@ -171,7 +171,7 @@ call "budget: deploy the same SHA again (runs again)" pass "${budget[@]}" deploy
 call "budget: state" pass "${budget[@]}" state
 check "budget: both deploys recorded" has "$OUT" "before: digits@1.0.0"
 call "budget: rollback 1" pass "${budget[@]}" rollback --reason=e2e output
-rb1=$(grep -o 'serving in [0-9.]*m\?s' <<<"$OUT")
+rb1=$(grep -o 'serving in [0-9.]*m\?s' <<<"$OUT" | head -1)
 call "budget: rollback 2 (identical call)" pass "${budget[@]}" rollback --reason=e2e output
 call "budget: state after two" pass "${budget[@]}" state
 check "budget: two rollbacks recorded, not one" has "$OUT" "rollbacks: 2 recorded"

@@ -108,11 +108,7 @@ nothing. A second pull of the same digest is served from the cache and transfers
 		Example: `  modelship model pull --name digits --git-sha $(git rev-parse HEAD) --pinned-from modelship.json -o build/model.onnx`,
 		Args:    requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ref, err := opts.resolved()
-			if err != nil {
-				return err
-			}
-			reg, err := g.registry()
+			ref, reg, err := opts.open(g)
 			if err != nil {
 				return err
 			}
@@ -176,6 +172,16 @@ func (o *refOptions) resolved() (registry.Ref, error) {
 	return ref, nil
 }
 
+// open is the Ref to look up and the registry to look it up in.
+func (o *refOptions) open(g *globals) (registry.Ref, *registry.Registry, error) {
+	ref, err := o.resolved()
+	if err != nil {
+		return ref, nil, err
+	}
+	reg, err := g.registry()
+	return ref, reg, err
+}
+
 // pinnedVersion reads the version a project file pins for model name. A missing file pins
 // nothing: a repository need not pin, and then a commit must push its own model.
 func pinnedVersion(path, name string) (string, error) {
@@ -209,11 +215,7 @@ the project file pins) to one immutable version, and print its manifest. Pipelin
 on every run and then pull that exact version, which they may cache.`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ref, err := opts.resolved()
-			if err != nil {
-				return err
-			}
-			reg, err := g.registry()
+			ref, reg, err := opts.open(g)
 			if err != nil {
 				return err
 			}
