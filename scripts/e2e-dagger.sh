@@ -76,6 +76,15 @@ has() { grep -q -- "$2" <<<"$1"; }
 serving_version() { curl -sf "http://$1/v2/models/digits" | jq -r .versions[0]; }
 within() { [[ $(echo "$1 <= $2" | bc) == 1 ]]; }
 
+# The scenarios publish on fixed ports (8010, 8020) under environments named for the run: the
+# containers of earlier runs' e2e environments go first, and this run's when it ends.
+remove_e2e_containers() {
+  DOCKER_HOST="unix://$SOCKET" docker ps -a --format '{{.ID}} {{.Label "dev.modelship.environment"}}' |
+    awk '$2 ~ /^e2e-/ {print $1}' | xargs -r env DOCKER_HOST="unix://$SOCKET" docker rm -f >/dev/null
+}
+remove_e2e_containers
+trap remove_e2e_containers EXIT
+
 echo "e2e: dagger $(dagger version 2>/dev/null | head -1); work folder $WORK" >&2
 ENGINE=$(dagger version 2>/dev/null | head -1)
 
