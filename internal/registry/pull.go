@@ -36,7 +36,7 @@ func (r *Registry) Pull(ctx context.Context, ref Ref, dest string) (*PullResult,
 	if dest == "" {
 		dest = r.cache.path(m)
 	}
-	got, err := r.fetcher.fetch(ctx, m, dest)
+	got, err := r.cache.fetch(ctx, m, dest)
 	if err != nil {
 		return nil, err
 	}

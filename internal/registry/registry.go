@@ -59,11 +59,10 @@ type Options struct {
 
 // Registry is a model registry in one bucket.
 type Registry struct {
-	client  *minio.Client
-	bucket  string
-	stats   counters
-	cache   *cache
-	fetcher fetcher
+	client *minio.Client
+	bucket string
+	stats  counters
+	cache  *cache
 }
 
 type counters struct {
@@ -85,7 +84,6 @@ func New(client *minio.Client, opts Options) (*Registry, error) {
 	}
 	r := &Registry{client: client, bucket: opts.Bucket}
 	r.cache = &cache{dir: opts.CacheDir, next: bucketFetcher{r}, stats: &r.stats}
-	r.fetcher = r.cache
 	return r, nil
 }
 
