@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
+	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
 const (
@@ -15,14 +17,7 @@ const (
 )
 
 // resolution is what `modelship --json model resolve` prints: the version chosen and how.
-type resolution struct {
-	Manifest struct {
-		Version string `json:"version"`
-		GitSHA  string `json:"git_sha"`
-		SHA256  string `json:"sha256"`
-	}
-	ResolvedBy string
-}
+type resolution = manifest.Resolution
 
 // resolve chooses the model version: modelVersion; else the newest pushed from gitSha, else the
 // version modelship.json pins; else the newest. It runs on every call, since what a SHA or
@@ -211,11 +206,7 @@ func (m *Modelship) EvaluateProduction(ctx context.Context) (*dagger.Directory, 
 	if err != nil {
 		return nil, failed("read deploy_state.json of "+m.Environment, err)
 	}
-	var st struct {
-		Current *struct {
-			ModelVersion string `json:"model_version"`
-		} `json:"current"`
-	}
+	var st deploystate.State
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return nil, fmt.Errorf("read deploy_state.json of %s: %w", m.Environment, err)
 	}

@@ -94,7 +94,8 @@ func TestEveryFunctionAndArgumentIsDocumented(t *testing.T) {
 	fset, funcs := moduleFunctions(t)
 	for _, name := range []string{"New", "Modelship.TestQuality", "Modelship.QualityReports", "Modelship.BuildImage",
 		"Modelship.Deploy", "Modelship.Rollback", "Modelship.Ship", "Modelship.Serve", "Modelship.State",
-		"Modelship.Resume", "Modelship.EvaluateProduction", "Modelship.Cli", "Modelship.Tools", "Stage.Sbom"} {
+		"Modelship.Resume", "Modelship.EvaluateProduction", "Modelship.Cli", "Modelship.Tools", "Stage.Sbom",
+		"Modelship.WithStorage", "Modelship.WithRegistry", "Modelship.WithWebhook", "Modelship.WithBaseImages"} {
 		require.Contains(t, funcs, name, "the module has %s", name)
 	}
 	for name, fn := range funcs {
@@ -236,4 +237,35 @@ func TestTheCommittedBindingsMatchTheEngineInDaggerJSON(t *testing.T) {
 	assert.True(t, standaloneOnly.MatchString("Query.Host") && standaloneOnly.MatchString("Container.WithMountedVolume") &&
 		!standaloneOnly.MatchString("Query.CacheVolume") && !standaloneOnly.MatchString("ModuleSource.EngineVersion"),
 		"the standalone-only pattern keeps cache volumes and the engine version")
+}
+
+// The engine uploads only the root module's files dagger.json includes; a package of the root
+// module the ci module needs but the include lacks builds here and fails on every engine. The
+// include stays short by the rule that ci/ imports only the root's dependency-free packages.
+func TestTheModuleUploadsEveryRootPackageItBuildsWith(t *testing.T) {
+	raw, err := os.ReadFile("../../dagger.json")
+	require.NoError(t, err)
+	var cfg struct {
+		Include []string `json:"include"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Module.Path}}{{end}}", "..").Output()
+	require.NoError(t, err, "go list the ci module's dependencies")
+	const root = "github.com/modelship/modelship"
+	var used []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, mod, _ := strings.Cut(line, " ")
+		if mod != root {
+			continue
+		}
+		used = append(used, pkg)
+		dir := strings.TrimPrefix(pkg, root+"/")
+		covered := false
+		for _, inc := range cfg.Include {
+			covered = covered || dir == inc || strings.HasPrefix(dir, strings.TrimSuffix(inc, "/")+"/")
+		}
+		assert.True(t, covered, "ci/ builds with %s, but dagger.json's include does not upload %s", pkg, dir)
+	}
+	assert.Contains(t, used, root+"/internal/registry/manifest", "the module reads `model resolve` through the CLI's type")
+	assert.Contains(t, used, root+"/internal/deploystate", "the module reads `state show` through the CLI's type")
 }

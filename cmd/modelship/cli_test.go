@@ -23,8 +23,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
-	"github.com/modelship/modelship/internal/registry"
+	"github.com/modelship/modelship/internal/registry/manifest"
 	"github.com/modelship/modelship/internal/testenv"
 )
 
@@ -69,12 +70,6 @@ func (c *cli) run(args ...string) (string, int) {
 }
 
 // set replaces (or adds) one environment variable of the CLI's runs.
-// Resolution is what `model resolve --json` prints.
-type Resolution struct {
-	Manifest   registry.Manifest
-	ResolvedBy string
-}
-
 func (c *cli) set(key, value string) {
 	for i, kv := range c.env {
 		if strings.HasPrefix(kv, key+"=") {
@@ -146,9 +141,9 @@ func TestACommitWithoutItsOwnModelShipsThePinnedVersion(t *testing.T) {
 	pin := filepath.Join(dir, "modelship.json")
 	require.NoError(t, os.WriteFile(pin, []byte(`{"model": {"name": "digits", "version": "1.0.0"}}`), 0o644))
 
-	resolve := func(args ...string) (Resolution, string, int) {
+	resolve := func(args ...string) (manifest.Resolution, string, int) {
 		out, code := c.run(append([]string{"--json", "model", "resolve", "--name", "digits"}, args...)...)
-		var r Resolution
+		var r manifest.Resolution
 		if code == 0 {
 			require.NoError(t, json.Unmarshal([]byte(out), &r), out)
 		}
@@ -240,13 +235,13 @@ func TestExitCodesNameWhatWentWrong(t *testing.T) {
 func TestStateShowHaltAndResume(t *testing.T) {
 	c := newCLI(t)
 	client := c.srv.Client(t)
-	store := deploystate.NewStore(client, c.bucket("MODELSHIP_STATE_BUCKET"))
+	states := store.New(client, c.bucket("MODELSHIP_STATE_BUCKET"))
 	ctx := context.Background()
 	d := deploystate.Deployment{GitSHA: gitSHA, Image: "127.0.0.1:5000/digits:" + gitSHA, ModelName: "digits", ModelVersion: "1", DeployedAt: time.Now().UTC()}
-	_, err := store.RecordDeploy(ctx, "production", d)
+	_, err := states.RecordDeploy(ctx, "production", d)
 	require.NoError(t, err)
 	for i := 0; i < 3; i++ {
-		_, err = store.AdmitRollback(ctx, "production", deploystate.Rollback{To: d, Reason: "gate failed"})
+		_, err = states.AdmitRollback(ctx, "production", deploystate.Rollback{To: d, Reason: "gate failed"})
 	}
 	require.ErrorIs(t, err, deploystate.ErrHalted)
 
@@ -270,8 +265,8 @@ func TestStateShowHaltAndResume(t *testing.T) {
 	require.Len(t, st.Resumes, 1)
 
 	// A corrupt state file is an integrity failure.
-	key := store.Key("production")
-	_, err = client.PutObject(ctx, store.Bucket(), key, strings.NewReader("{not json"), 9, minio.PutObjectOptions{})
+	key := states.Key("production")
+	_, err = client.PutObject(ctx, states.Bucket(), key, strings.NewReader("{not json"), 9, minio.PutObjectOptions{})
 	require.NoError(t, err)
 	out, code = c.run("state", "show", "--env", "production")
 	assert.Equal(t, 4, code, out)
@@ -461,7 +456,7 @@ func assertEvidence(t *testing.T, c *cli, env, stage string) {
 	assert.Equal(t, stage, rec["stage"])
 	assert.Equal(t, "succeeded", rec["outcome"])
 	assert.NotEmpty(t, rec["timings"])
-	st, err := deploystate.NewStore(c.srv.Client(t), c.bucket("MODELSHIP_STATE_BUCKET")).Load(context.Background(), env, deploystate.LoadOptions{})
+	st, err := store.New(c.srv.Client(t), c.bucket("MODELSHIP_STATE_BUCKET")).Load(context.Background(), env, store.LoadOptions{})
 	require.NoError(t, err)
 	require.NotNil(t, st.Current)
 	assert.True(t, strings.HasPrefix(st.Current.Evidence, "s3://"+c.bucket("MODELSHIP_STATE_BUCKET")+"/"+env+"/evidence/"), st.Current.Evidence)

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/deploy"
-	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/evidence"
 )
 
@@ -17,11 +17,11 @@ import (
 // finished and written afterwards, locally and beside the deploy state.
 type stageRun struct {
 	rec   *evidence.Record
-	store *deploystate.Store
+	store *store.Store
 	key   string
 }
 
-func startStage(cmd *cobra.Command, g *globals, tf *targetFlags, stage string, store *deploystate.Store) *stageRun {
+func startStage(cmd *cobra.Command, g *globals, tf *targetFlags, stage string, states *store.Store) *stageRun {
 	rec := evidence.New(stage, version, os.Args)
 	rec.Config["target"] = tf.target
 	rec.Config["environment"] = tf.env
@@ -33,7 +33,7 @@ func startStage(cmd *cobra.Command, g *globals, tf *targetFlags, stage string, s
 	} else {
 		rec.Config["namespace"] = tf.kube.namespace
 	}
-	return &stageRun{rec: rec, store: store, key: store.EvidenceKey(tf.env, stage, rec.StartedAt)}
+	return &stageRun{rec: rec, store: states, key: states.EvidenceKey(tf.env, stage, rec.StartedAt)}
 }
 
 // announce prints what the stage runs with, before it starts.

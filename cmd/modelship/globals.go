@@ -8,7 +8,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/spf13/cobra"
 
-	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 )
@@ -65,23 +65,23 @@ func (g *globals) registry() (*registry.Registry, error) {
 	return registry.New(c, registry.Options{Bucket: g.modelsBucket, CacheDir: g.cacheDir})
 }
 
-func (g *globals) stateStore() (*deploystate.Store, error) {
+func (g *globals) stateStore() (*store.Store, error) {
 	c, err := g.client()
 	if err != nil {
 		return nil, err
 	}
-	return deploystate.NewStore(c, g.stateBucket), nil
+	return store.New(c, g.stateBucket), nil
 }
 
 // writableStateStore is the state store for commands that write it: the bucket is created
 // (versioned) when missing, so the first deploy to an empty store succeeds.
-func (g *globals) writableStateStore(ctx context.Context) (*deploystate.Store, error) {
-	store, err := g.stateStore()
+func (g *globals) writableStateStore(ctx context.Context) (*store.Store, error) {
+	states, err := g.stateStore()
 	if err != nil {
 		return nil, err
 	}
-	if err := store.EnsureBucket(ctx); err != nil {
+	if err := states.EnsureBucket(ctx); err != nil {
 		return nil, err
 	}
-	return store, nil
+	return states, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry"
+	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
 func newModelCmd(g *globals) *cobra.Command {
@@ -199,12 +200,6 @@ func pinnedVersion(path, name string) (string, error) {
 	return v, nil
 }
 
-// Resolution is what `model resolve --json` prints: the manifest and how it was chosen.
-type Resolution struct {
-	Manifest   registry.Manifest
-	ResolvedBy string
-}
-
 func newModelResolveCmd(g *globals) *cobra.Command {
 	var opts refOptions
 	cmd := &cobra.Command{
@@ -224,7 +219,7 @@ on every run and then pull that exact version, which they may cache.`,
 				return err
 			}
 			if g.jsonOutput {
-				return writeJSON(cmd.OutOrStdout(), Resolution{Manifest: *m, ResolvedBy: how})
+				return writeJSON(cmd.OutOrStdout(), manifest.Resolution{Manifest: *m, ResolvedBy: how})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s (git %s) sha256:%s, chosen by %s\n", m.Name, m.Version, short(m.GitSHA), m.SHA256, how)
 			return nil

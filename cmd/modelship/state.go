@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 )
 
 func newStateCmd(g *globals) *cobra.Command {
@@ -24,18 +25,18 @@ func newStateShowCmd(g *globals) *cobra.Command {
 		Short: "Print an environment's deploy state (validated)",
 		Args:  requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := g.stateStore()
+			states, err := g.stateStore()
 			if err != nil {
 				return err
 			}
-			st, err := store.Load(cmd.Context(), env, deploystate.LoadOptions{MaxAge: maxAge})
+			st, err := states.Load(cmd.Context(), env, store.LoadOptions{MaxAge: maxAge})
 			if err != nil {
 				return err
 			}
 			if g.jsonOutput {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
-			printState(cmd.OutOrStdout(), st, fmt.Sprintf("s3://%s/%s", store.Bucket(), store.Key(env)))
+			printState(cmd.OutOrStdout(), st, fmt.Sprintf("s3://%s/%s", states.Bucket(), states.Key(env)))
 			return nil
 		},
 	}
@@ -73,11 +74,11 @@ func newStateResumeCmd(g *globals) *cobra.Command {
 		Short: "Lift a halt so deploys and rollbacks run again (logged in the state)",
 		Args:  requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, err := g.writableStateStore(cmd.Context())
+			states, err := g.writableStateStore(cmd.Context())
 			if err != nil {
 				return err
 			}
-			st, err := store.Resume(cmd.Context(), env, by, reason)
+			st, err := states.Resume(cmd.Context(), env, by, reason)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/notify"
 	"github.com/modelship/modelship/internal/pipeline"
 )
@@ -20,7 +21,7 @@ const DeployBranch = pipeline.DeployBranch
 // Deps are what deploys and rollbacks work with.
 type Deps struct {
 	Target   Target
-	State    *deploystate.Store
+	State    *store.Store
 	Notifier notify.Notifier
 }
 
@@ -70,7 +71,7 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 
 // ready refuses work on a halted environment; a missing state is fine (first deploy).
 func ready(ctx context.Context, deps Deps, env string) error {
-	st, err := deps.State.Load(ctx, env, deploystate.LoadOptions{})
+	st, err := deps.State.Load(ctx, env, store.LoadOptions{})
 	if errors.Is(err, deploystate.ErrNoState) {
 		return nil
 	}
@@ -118,7 +119,7 @@ type RollbackRequest struct {
 // an hour halts the environment instead), redeploys the chosen deployment and records it.
 func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, error) {
 	start := time.Now()
-	st, err := deps.State.Load(ctx, req.Environment, deploystate.LoadOptions{MaxAge: req.MaxStateAge})
+	st, err := deps.State.Load(ctx, req.Environment, store.LoadOptions{MaxAge: req.MaxStateAge})
 	if err != nil {
 		return nil, fmt.Errorf("rollback of %s: %w", req.Environment, err)
 	}

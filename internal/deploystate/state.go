@@ -12,7 +12,11 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/pipeline"
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
+
+// FileName is the object name of the state in each environment's folder.
+const FileName = "deploy_state.json"
 
 // SchemaVersion is the deploy_state.json format this package reads and writes.
 const SchemaVersion = 1
@@ -299,4 +303,25 @@ func (s *State) CheckNotHalted() error {
 func (s *State) haltedErr() error {
 	return fmt.Errorf("%w: %s is halted since %s: %s; a person must run `modelship state resume --env %s --by NAME --reason WHY`",
 		ErrHalted, s.Environment, s.Halt.At.Format(time.RFC3339), s.Halt.Reason, s.Environment)
+}
+
+// Decode parses and validates a state file's bytes for env.
+func Decode(raw []byte, env string) (*State, error) {
+	var st State
+	if err := strictjson.Decode(raw, &st); err != nil {
+		return nil, fmt.Errorf("%w: not valid deploy_state.json: %v", ErrInvalidState, err)
+	}
+	if err := st.Validate(env); err != nil {
+		return nil, err
+	}
+	if st.History == nil {
+		st.History = []Deployment{}
+	}
+	if st.Rollbacks == nil {
+		st.Rollbacks = []Rollback{}
+	}
+	if st.Resumes == nil {
+		st.Resumes = []Resume{}
+	}
+	return &st, nil
 }

@@ -14,11 +14,11 @@ import (
 	"errors"
 	"path"
 	"sync/atomic"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/modelship/modelship/internal/plumbing/objstore"
+	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
 // Errors a caller can tell apart with errors.Is.
@@ -35,21 +35,9 @@ const (
 	partSize = 16 << 20
 )
 
-// Manifest describes one pushed version.
-type Manifest struct {
-	SchemaVersion int               `json:"schema_version"`
-	Name          string            `json:"name"`
-	Version       string            `json:"version"`
-	GitSHA        string            `json:"git_sha"`
-	SHA256        string            `json:"sha256"`
-	Size          int64             `json:"size"`
-	Compression   string            `json:"compression"`
-	StoredSize    int64             `json:"stored_size"`
-	Blob          string            `json:"blob"`
-	Filename      string            `json:"filename,omitempty"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
-	CreatedAt     time.Time         `json:"created_at"`
-}
+// Manifest describes one pushed version. It lives in package manifest, which the Dagger module
+// imports without this package's S3 client.
+type Manifest = manifest.Manifest
 
 // Options configure a Registry.
 type Options struct {

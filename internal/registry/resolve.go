@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/plumbing/strictjson"
+	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
 // Ref selects a version: by Version (or "latest"), or by GitSHA (full or at least 7 digits).
@@ -29,10 +30,10 @@ type Ref struct {
 
 // How a Ref was resolved, as PullResult.ResolvedBy says.
 const (
-	ResolvedByVersion = "version"
-	ResolvedByLatest  = "latest"
-	ResolvedByGitSHA  = "git-sha"
-	ResolvedByPin     = "pin"
+	ResolvedByVersion = manifest.ResolvedByVersion
+	ResolvedByLatest  = manifest.ResolvedByLatest
+	ResolvedByGitSHA  = manifest.ResolvedByGitSHA
+	ResolvedByPin     = manifest.ResolvedByPin
 )
 
 func (ref Ref) String() string {

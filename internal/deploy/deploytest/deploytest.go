@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 )
 
 // Env is one test's environment on the target under test: its own name, state and instances.
@@ -68,7 +69,7 @@ func (e *Env) rollback(t *testing.T, to deploy.RollbackTo) (*deploy.Outcome, err
 
 func (e *Env) state(t *testing.T) *deploystate.State {
 	t.Helper()
-	st, err := e.Deps.State.Load(context.Background(), e.Name, deploystate.LoadOptions{})
+	st, err := e.Deps.State.Load(context.Background(), e.Name, store.LoadOptions{})
 	require.NoError(t, err)
 	return st
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploy/docker"
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/notify"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
@@ -86,7 +87,7 @@ type env struct {
 	name    string
 	publish string
 	deps    deploy.Deps
-	store   *deploystate.Store
+	store   *store.Store
 	events  *recorder
 	w       *world
 }
@@ -100,11 +101,11 @@ func newEnv(t testing.TB, w *world) *env {
 	publish := testenv.FreeAddr(t)
 	target, err := docker.New(docker.Config{Client: w.docker, Environment: name, Publish: publish, ReadyTimeout: 30 * time.Second})
 	require.NoError(t, err)
-	store := deploystate.NewStore(w.minio.Client(t), w.minio.Bucket(t, "state"))
+	states := store.New(w.minio.Client(t), w.minio.Bucket(t, "state"))
 	rec := &recorder{}
 	t.Cleanup(func() { removeContainers(w.docker, name) })
-	return &env{name: name, publish: publish, store: store, events: rec, w: w,
-		deps: deploy.Deps{Target: target, State: store, Notifier: rec}}
+	return &env{name: name, publish: publish, store: states, events: rec, w: w,
+		deps: deploy.Deps{Target: target, State: states, Notifier: rec}}
 }
 
 func removeContainers(cli *client.Client, envName string) {
@@ -182,7 +183,7 @@ func TestDeployV1ThenV2(t *testing.T) {
 	assert.Equal(t, "2", e.serving(t))
 	t.Logf("upgrade: %s", out.Result.Steps)
 
-	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "2", st.Current.ModelVersion)
 	assert.Equal(t, sha(2), st.Current.GitSHA)
@@ -211,7 +212,7 @@ func TestAReleaseThatFailsVerificationIsRefusedAndTheOldOneKeepsServing(t *testi
 	assert.ErrorContains(t, err, "smoke inference predicted class")
 	assert.Equal(t, "2", e.serving(t), "v2 keeps serving")
 
-	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "2", st.Current.ModelVersion, "deploy_state.json still names v2")
 	running, stopped := e.containers(t)
@@ -235,7 +236,7 @@ func TestRollbackAfterAFailedGateRestoresTheStatesImage(t *testing.T) {
 	assert.Equal(t, "1", e.serving(t))
 	t.Logf("rollback (pull + start): %s, %s from the call", out.Result.Steps, out.Elapsed)
 
-	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 	require.Len(t, st.Rollbacks, 1)
 	assert.Contains(t, st.Rollbacks[0].Reason, "quality gate failed")
@@ -256,7 +257,7 @@ func TestRollbackToThePreviousReleaseStartsItsStoppedContainer(t *testing.T) {
 	assert.Equal(t, "1", e.serving(t))
 	t.Logf("rollback by restart: %s; %s from the call", out.Result.Steps, out.Elapsed)
 
-	st, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "1", st.Current.ModelVersion)
 	require.NotEmpty(t, st.History)
@@ -298,7 +299,7 @@ func TestOnlyMainDeploys(t *testing.T) {
 	require.ErrorIs(t, err, deploy.ErrNotMain)
 	running, stopped := e.containers(t)
 	assert.Zero(t, running+stopped, "nothing was started")
-	_, err = e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	_, err = e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	assert.ErrorIs(t, err, deploystate.ErrNoState, "nothing was recorded")
 }
 
@@ -307,7 +308,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	e := newEnv(t, w)
 	_, err := e.deploy(t, "v1")
 	require.NoError(t, err)
-	before, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	before, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 
 	t.Run("image that does not exist", func(t *testing.T) {
@@ -328,7 +329,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		require.ErrorIs(t, err, docker.ErrEngineUnreachable)
 		assert.ErrorContains(t, err, "tcp://127.0.0.1:")
 	})
-	after, err := e.store.Load(context.Background(), e.name, deploystate.LoadOptions{})
+	after, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, before.Current, after.Current)
 	assert.Equal(t, "1", e.serving(t))

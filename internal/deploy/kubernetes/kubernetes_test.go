@@ -19,6 +19,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/testenv"
 )
 
@@ -32,7 +33,7 @@ type kubeEnv struct {
 	cfg    kubernetes.Config
 	target *kubernetes.Target
 	deps   deploy.Deps
-	store  *deploystate.Store
+	store  *store.Store
 }
 
 func newKubeEnv(t *testing.T, change func(*kubernetes.Config)) *kubeEnv {
@@ -57,8 +58,8 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	}
 	target, err := kubernetes.New(cfg)
 	require.NoError(t, err)
-	store := deploystate.NewStore(srv.Client(t), srv.Bucket(t, "state"))
-	return &kubeEnv{ns: ns, cfg: cfg, target: target, store: store, deps: deploy.Deps{Target: target, State: store}}
+	states := store.New(srv.Client(t), srv.Bucket(t, "state"))
+	return &kubeEnv{ns: ns, cfg: cfg, target: target, store: states, deps: deploy.Deps{Target: target, State: states}}
 }
 
 // KWOK never pulls images: any reference will do, and a release is its image.
@@ -121,7 +122,7 @@ func TestKubernetesBlueGreenDeploy(t *testing.T) {
 	assert.Equal(t, kubeRelease(1).Image, img)
 	assert.Equal(t, int32(2), avail, "the old colour keeps running for a fast rollback")
 
-	st, err := e.store.Load(context.Background(), e.ns, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "2", st.Current.ModelVersion)
 	assert.Equal(t, "kubernetes", st.Current.Target)
@@ -150,7 +151,7 @@ func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
 	assert.Equal(t, kubernetes.Blue, e.selected(t))
 	assert.Equal(t, map[string]int{kubernetes.Blue: 2}, e.endpointColours(t))
 
-	st, err := e.store.Load(context.Background(), e.ns, deploystate.LoadOptions{})
+	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "1", st.Current.ModelVersion, "deploy_state.json still names v1")
 }

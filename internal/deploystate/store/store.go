@@ -1,4 +1,6 @@
-package deploystate
+// Package store keeps deploy_state.json files in an S3 bucket. Every write is a compare-and-swap
+// on the object's ETag, so concurrent pipelines never lose updates.
+package store
 
 import (
 	"bytes"
@@ -13,12 +15,9 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
-	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
-
-// FileName is the object name of the state in each environment's folder.
-const FileName = "deploy_state.json"
 
 // maxAttempts bounds the compare-and-swap retries of one Update; with the capped backoff
 // below, a writer keeps trying for several seconds against a crowd of others.
@@ -34,8 +33,8 @@ type Store struct {
 	now    func() time.Time
 }
 
-// NewStore returns a store over client; bucket defaults to "deploy-state".
-func NewStore(client *minio.Client, bucket string) *Store {
+// New returns a store over client; bucket defaults to "deploy-state".
+func New(client *minio.Client, bucket string) *Store {
 	if bucket == "" {
 		bucket = "deploy-state"
 	}
@@ -53,7 +52,7 @@ func (s *Store) WithClock(now func() time.Time) *Store {
 func (s *Store) Bucket() string { return s.bucket }
 
 // Key is the object key of an environment's state.
-func (s *Store) Key(env string) string { return path.Join(env, FileName) }
+func (s *Store) Key(env string) string { return path.Join(env, deploystate.FileName) }
 
 // EnsureBucket creates the bucket when missing and turns versioning on where the server has it,
 // so every earlier state can be read back.
@@ -68,8 +67,8 @@ type LoadOptions struct {
 	MaxAge time.Duration
 }
 
-// Load reads and validates an environment's state. A missing file is ErrNoState.
-func (s *Store) Load(ctx context.Context, env string, opts LoadOptions) (*State, error) {
+// Load reads and validates an environment's state. A missing file is deploystate.ErrNoState.
+func (s *Store) Load(ctx context.Context, env string, opts LoadOptions) (*deploystate.State, error) {
 	st, _, err := s.load(ctx, env)
 	if err != nil {
 		return nil, err
@@ -77,15 +76,15 @@ func (s *Store) Load(ctx context.Context, env string, opts LoadOptions) (*State,
 	if opts.MaxAge > 0 {
 		if age := s.now().Sub(st.UpdatedAt); age > opts.MaxAge {
 			return nil, fmt.Errorf("%w: s3://%s/%s was last written %s ago (at %s), over the allowed %s; check the bucket and environment, or raise --max-state-age",
-				ErrStale, s.bucket, s.Key(env), age.Round(time.Second), st.UpdatedAt.Format(time.RFC3339), opts.MaxAge)
+				deploystate.ErrStale, s.bucket, s.Key(env), age.Round(time.Second), st.UpdatedAt.Format(time.RFC3339), opts.MaxAge)
 		}
 	}
 	return st, nil
 }
 
-// load returns the state and its ETag ("" with ErrNoState when there is none).
-func (s *Store) load(ctx context.Context, env string) (*State, string, error) {
-	if err := ValidateEnvironment(env); err != nil {
+// load returns the state and its ETag ("" with deploystate.ErrNoState when there is none).
+func (s *Store) load(ctx context.Context, env string) (*deploystate.State, string, error) {
+	if err := deploystate.ValidateEnvironment(env); err != nil {
 		return nil, "", err
 	}
 	// minio-go pins the reads of one object to its first ETag (If-Match), so an object replaced
@@ -99,7 +98,7 @@ func (s *Store) load(ctx context.Context, env string) (*State, string, error) {
 	}
 }
 
-func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error) {
+func (s *Store) loadOnce(ctx context.Context, env string) (*deploystate.State, string, error) {
 	key := s.Key(env)
 	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
@@ -110,10 +109,10 @@ func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error
 	if err != nil {
 		err = objstore.Classify(err)
 		if errors.Is(err, objstore.ErrNotFound) {
-			return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", ErrNoState, s.bucket, key, env)
+			return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", deploystate.ErrNoState, s.bucket, key, env)
 		}
 		if errors.Is(err, objstore.ErrNoSuchBucket) {
-			return nil, "", fmt.Errorf("%w: bucket %q does not exist yet, so environment %s has never been deployed (the first deploy creates it; check --state-bucket if one was expected)", ErrNoState, s.bucket, env)
+			return nil, "", fmt.Errorf("%w: bucket %q does not exist yet, so environment %s has never been deployed (the first deploy creates it; check --state-bucket if one was expected)", deploystate.ErrNoState, s.bucket, env)
 		}
 		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
 	}
@@ -121,32 +120,11 @@ func (s *Store) loadOnce(ctx context.Context, env string) (*State, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
 	}
-	st, err := Decode(raw, env)
+	st, err := deploystate.Decode(raw, env)
 	if err != nil {
 		return nil, "", fmt.Errorf("s3://%s/%s: %w; nothing was deployed from it — fix the file or restore an earlier version of it (the bucket is versioned)", s.bucket, key, err)
 	}
 	return st, info.ETag, nil
-}
-
-// Decode parses and validates a state file's bytes for env.
-func Decode(raw []byte, env string) (*State, error) {
-	var st State
-	if err := strictjson.Decode(raw, &st); err != nil {
-		return nil, fmt.Errorf("%w: not valid deploy_state.json: %v", ErrInvalidState, err)
-	}
-	if err := st.Validate(env); err != nil {
-		return nil, err
-	}
-	if st.History == nil {
-		st.History = []Deployment{}
-	}
-	if st.Rollbacks == nil {
-		st.Rollbacks = []Rollback{}
-	}
-	if st.Resumes == nil {
-		st.Resumes = []Resume{}
-	}
-	return &st, nil
 }
 
 // Update applies change to the environment's state (a new State when none exists) and writes it
@@ -154,17 +132,17 @@ func Decode(raw []byte, env string) (*State, error) {
 // be called several times. If change returns an error the state is not written — except that a
 // change may return ErrHalted after halting the state, and that halt is written before the
 // ErrHalted is returned, so it sticks.
-func (s *Store) Update(ctx context.Context, env string, change func(*State) error) (*State, error) {
+func (s *Store) Update(ctx context.Context, env string, change func(*deploystate.State) error) (*deploystate.State, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		st, etag, err := s.load(ctx, env)
-		if errors.Is(err, ErrNoState) {
-			st, etag = New(env), ""
+		if errors.Is(err, deploystate.ErrNoState) {
+			st, etag = deploystate.New(env), ""
 		} else if err != nil {
 			return nil, err
 		}
 		wasHalted := st.Halt != nil
 		changeErr := change(st)
-		if changeErr != nil && !(errors.Is(changeErr, ErrHalted) && !wasHalted && st.Halt != nil) {
+		if changeErr != nil && !(errors.Is(changeErr, deploystate.ErrHalted) && !wasHalted && st.Halt != nil) {
 			return nil, changeErr
 		}
 		st.UpdatedAt = s.now()
@@ -188,7 +166,7 @@ func (s *Store) Update(ctx context.Context, env string, change func(*State) erro
 	return nil, fmt.Errorf("%w: s3://%s/%s changed under %d attempts in a row; try again", ErrConflict, s.bucket, s.Key(env), maxAttempts)
 }
 
-func (s *Store) put(ctx context.Context, env string, st *State, etag string) error {
+func (s *Store) put(ctx context.Context, env string, st *deploystate.State, etag string) error {
 	body, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode deploy state of %s: %w", env, err)
@@ -208,18 +186,18 @@ func (s *Store) put(ctx context.Context, env string, st *State, etag string) err
 }
 
 // Resume lifts the halt of env.
-func (s *Store) Resume(ctx context.Context, env, by, reason string) (*State, error) {
-	return s.Update(ctx, env, func(st *State) error { return st.Resume(by, reason, s.now()) })
+func (s *Store) Resume(ctx context.Context, env, by, reason string) (*deploystate.State, error) {
+	return s.Update(ctx, env, func(st *deploystate.State) error { return st.Resume(by, reason, s.now()) })
 }
 
-// AdmitRollback records a rollback within budget, or halts env and returns ErrHalted.
-func (s *Store) AdmitRollback(ctx context.Context, env string, rb Rollback) (*State, error) {
-	return s.Update(ctx, env, func(st *State) error { return st.AdmitRollback(rb, s.now()) })
+// AdmitRollback records a rollback within budget, or halts env and returns deploystate.ErrHalted.
+func (s *Store) AdmitRollback(ctx context.Context, env string, rb deploystate.Rollback) (*deploystate.State, error) {
+	return s.Update(ctx, env, func(st *deploystate.State) error { return st.AdmitRollback(rb, s.now()) })
 }
 
 // RecordDeploy makes d the live deployment of env.
-func (s *Store) RecordDeploy(ctx context.Context, env string, d Deployment) (*State, error) {
-	return s.Update(ctx, env, func(st *State) error { return st.RecordDeploy(d) })
+func (s *Store) RecordDeploy(ctx context.Context, env string, d deploystate.Deployment) (*deploystate.State, error) {
+	return s.Update(ctx, env, func(st *deploystate.State) error { return st.RecordDeploy(d) })
 }
 
 // EvidenceKey is where a stage's evidence.json is kept beside the environment's state.

@@ -1,4 +1,4 @@
-package deploystate_test
+package store_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/testenv"
 )
@@ -43,28 +44,28 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func newStore(t *testing.T) (*deploystate.Store, *minio.Client, *clock) {
+func newStore(t *testing.T) (*store.Store, *minio.Client, *clock) {
 	t.Helper()
 	srv := testenv.SharedMinIO(t)
 	client := srv.Client(t)
-	st := deploystate.NewStore(client, srv.Bucket(t, "state"))
+	st := store.New(client, srv.Bucket(t, "state"))
 	require.NoError(t, st.EnsureBucket(context.Background()))
 	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
 	return st.WithClock(c.now), client, c
 }
 
 func TestDeploysAreRecordedWithHistory(t *testing.T) {
-	store, _, _ := newStore(t)
+	states, _, _ := newStore(t)
 	ctx := context.Background()
 
-	_, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	_, err := states.Load(ctx, env, store.LoadOptions{})
 	require.ErrorIs(t, err, deploystate.ErrNoState)
 
 	for i := 0; i < 3; i++ {
-		_, err := store.RecordDeploy(ctx, env, deployment(i))
+		_, err := states.RecordDeploy(ctx, env, deployment(i))
 		require.NoError(t, err)
 	}
-	st, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	st, err := states.Load(ctx, env, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, deploystate.SchemaVersion, st.SchemaVersion)
 	assert.Equal(t, env, st.Environment)
@@ -75,12 +76,12 @@ func TestDeploysAreRecordedWithHistory(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, deployment(1), prev)
 
-	_, err = store.RecordDeploy(ctx, env, deploystate.Deployment{GitSHA: "main", Image: "x"})
+	_, err = states.RecordDeploy(ctx, env, deploystate.Deployment{GitSHA: "main", Image: "x"})
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput)
 }
 
 func TestTwentyConcurrentWritersLoseNothing(t *testing.T) {
-	store, _, _ := newStore(t)
+	states, _, _ := newStore(t)
 	srv := testenv.SharedMinIO(t)
 	ctx := context.Background()
 	const writers = 20
@@ -91,7 +92,7 @@ func TestTwentyConcurrentWritersLoseNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			// Each writer is its own pipeline with its own client.
-			own := deploystate.NewStore(srv.Client(t), store.Bucket())
+			own := store.New(srv.Client(t), states.Bucket())
 			_, errs[i] = own.RecordDeploy(ctx, env, deployment(i))
 		}()
 	}
@@ -99,7 +100,7 @@ func TestTwentyConcurrentWritersLoseNothing(t *testing.T) {
 	for i, err := range errs {
 		require.NoError(t, err, "writer %d", i)
 	}
-	st, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	st, err := states.Load(ctx, env, store.LoadOptions{})
 	require.NoError(t, err)
 	seen := map[string]bool{st.Current.GitSHA: true}
 	for _, d := range st.History {
@@ -115,39 +116,39 @@ func rollbackTo(i int, reason string) deploystate.Rollback {
 }
 
 func TestTheThirdRollbackWithinAnHourHaltsUntilResumed(t *testing.T) {
-	store, _, clk := newStore(t)
+	states, _, clk := newStore(t)
 	ctx := context.Background()
-	_, err := store.RecordDeploy(ctx, env, deployment(0))
+	_, err := states.RecordDeploy(ctx, env, deployment(0))
 	require.NoError(t, err)
 
-	_, err = store.AdmitRollback(ctx, env, rollbackTo(0, "gate failed"))
+	_, err = states.AdmitRollback(ctx, env, rollbackTo(0, "gate failed"))
 	require.NoError(t, err)
 	clk.add(20 * time.Minute)
-	_, err = store.AdmitRollback(ctx, env, rollbackTo(0, "gate failed again"))
+	_, err = states.AdmitRollback(ctx, env, rollbackTo(0, "gate failed again"))
 	require.NoError(t, err)
 	clk.add(20 * time.Minute)
-	_, err = store.AdmitRollback(ctx, env, rollbackTo(0, "unhealthy rollout"))
+	_, err = states.AdmitRollback(ctx, env, rollbackTo(0, "unhealthy rollout"))
 	require.ErrorIs(t, err, deploystate.ErrHalted)
 	assert.ErrorContains(t, err, "state resume")
 
-	st, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	st, err := states.Load(ctx, env, store.LoadOptions{})
 	require.NoError(t, err)
 	require.NotNil(t, st.Halt, "the halt is written down")
 	assert.Contains(t, st.Halt.Reason, "rollback 3 within 1h0m0s refused")
 	assert.Len(t, st.Rollbacks, 2, "the refused rollback is not recorded as done")
 
 	// While halted, neither deploys nor rollbacks go through, and the state does not change.
-	_, err = store.RecordDeploy(ctx, env, deployment(5))
+	_, err = states.RecordDeploy(ctx, env, deployment(5))
 	assert.ErrorIs(t, err, deploystate.ErrHalted)
-	_, err = store.AdmitRollback(ctx, env, rollbackTo(0, "again"))
+	_, err = states.AdmitRollback(ctx, env, rollbackTo(0, "again"))
 	assert.ErrorIs(t, err, deploystate.ErrHalted)
-	after, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	after, err := states.Load(ctx, env, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, st.Current, after.Current)
 
-	_, err = store.Resume(ctx, env, "", "fixed")
+	_, err = states.Resume(ctx, env, "", "fixed")
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput, "a resume says who")
-	st, err = store.Resume(ctx, env, "alice", "bad model removed from registry")
+	st, err = states.Resume(ctx, env, "alice", "bad model removed from registry")
 	require.NoError(t, err)
 	assert.Nil(t, st.Halt)
 	require.Len(t, st.Resumes, 1)
@@ -155,24 +156,24 @@ func TestTheThirdRollbackWithinAnHourHaltsUntilResumed(t *testing.T) {
 	assert.Contains(t, st.Resumes[0].Halt.Reason, "refused")
 
 	// After the resume the budget starts afresh.
-	_, err = store.AdmitRollback(ctx, env, rollbackTo(0, "after resume"))
+	_, err = states.AdmitRollback(ctx, env, rollbackTo(0, "after resume"))
 	require.NoError(t, err)
-	_, err = store.Resume(ctx, env, "alice", "not halted")
+	_, err = states.Resume(ctx, env, "alice", "not halted")
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput)
 }
 
 func TestRollbacksOlderThanAnHourDoNotCount(t *testing.T) {
-	store, _, clk := newStore(t)
+	states, _, clk := newStore(t)
 	ctx := context.Background()
 	for i := 0; i < 4; i++ {
-		_, err := store.AdmitRollback(ctx, env, rollbackTo(0, fmt.Sprint("rollback ", i)))
+		_, err := states.AdmitRollback(ctx, env, rollbackTo(0, fmt.Sprint("rollback ", i)))
 		require.NoError(t, err, "rollback %d, 40 minutes after the one before", i)
 		clk.add(40 * time.Minute)
 	}
 }
 
 func TestCorruptOrForeignStateIsNeverActedOn(t *testing.T) {
-	store, client, _ := newStore(t)
+	states, client, _ := newStore(t)
 	ctx := context.Background()
 	good := `{"schema_version":1,"environment":"production","history":[],"rollbacks":[],"resumes":[],"updated_at":"2026-11-23T12:00:00Z",
 	  "current":{"git_sha":"` + sha(1) + `","image":"r/digits:1","model_name":"digits","model_version":"1","deployed_at":"2026-11-23T12:00:00Z"}}`
@@ -188,18 +189,18 @@ func TestCorruptOrForeignStateIsNeverActedOn(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			key := store.Key(env)
-			_, err := client.PutObject(ctx, store.Bucket(), key, bytes.NewReader([]byte(tc.body)), int64(len(tc.body)), minio.PutObjectOptions{})
+			key := states.Key(env)
+			_, err := client.PutObject(ctx, states.Bucket(), key, bytes.NewReader([]byte(tc.body)), int64(len(tc.body)), minio.PutObjectOptions{})
 			require.NoError(t, err)
 
-			_, err = store.Load(ctx, env, deploystate.LoadOptions{})
+			_, err = states.Load(ctx, env, store.LoadOptions{})
 			require.ErrorIs(t, err, deploystate.ErrInvalidState)
 			assert.ErrorContains(t, err, tc.want)
-			assert.ErrorContains(t, err, "s3://"+store.Bucket()+"/"+key)
+			assert.ErrorContains(t, err, "s3://"+states.Bucket()+"/"+key)
 
-			_, err = store.RecordDeploy(ctx, env, deployment(3))
+			_, err = states.RecordDeploy(ctx, env, deployment(3))
 			require.ErrorIs(t, err, deploystate.ErrInvalidState, "no write on top of a bad file")
-			obj, err := client.GetObject(ctx, store.Bucket(), key, minio.GetObjectOptions{})
+			obj, err := client.GetObject(ctx, states.Bucket(), key, minio.GetObjectOptions{})
 			require.NoError(t, err)
 			var buf bytes.Buffer
 			_, err = buf.ReadFrom(obj)
@@ -207,39 +208,39 @@ func TestCorruptOrForeignStateIsNeverActedOn(t *testing.T) {
 			assert.Equal(t, tc.body, buf.String(), "the file is left as it was for a person to inspect")
 		})
 	}
-	_, err := store.Load(ctx, "../prod", deploystate.LoadOptions{})
+	_, err := states.Load(ctx, "../prod", store.LoadOptions{})
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput)
 }
 
 func replace(s, old, new string) string { return strings.Replace(s, old, new, 1) }
 
 func TestStaleStateGuardIsOptIn(t *testing.T) {
-	store, _, clk := newStore(t)
+	states, _, clk := newStore(t)
 	ctx := context.Background()
-	_, err := store.RecordDeploy(ctx, env, deployment(0))
+	_, err := states.RecordDeploy(ctx, env, deployment(0))
 	require.NoError(t, err)
 	clk.add(2 * time.Hour)
-	_, err = store.Load(ctx, env, deploystate.LoadOptions{MaxAge: time.Hour})
+	_, err = states.Load(ctx, env, store.LoadOptions{MaxAge: time.Hour})
 	require.ErrorIs(t, err, deploystate.ErrStale)
 	assert.ErrorContains(t, err, "last written 2h0m0s ago")
-	_, err = store.Load(ctx, env, deploystate.LoadOptions{})
+	_, err = states.Load(ctx, env, store.LoadOptions{})
 	assert.NoError(t, err, "off unless asked")
 }
 
 func TestEveryEarlierStateIsKeptByBucketVersioning(t *testing.T) {
-	store, client, _ := newStore(t)
+	states, client, _ := newStore(t)
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
-		_, err := store.RecordDeploy(ctx, env, deployment(i))
+		_, err := states.RecordDeploy(ctx, env, deployment(i))
 		require.NoError(t, err)
 	}
-	cfg, err := client.GetBucketVersioning(ctx, store.Bucket())
+	cfg, err := client.GetBucketVersioning(ctx, states.Bucket())
 	require.NoError(t, err)
 	if !cfg.Enabled() {
 		t.Skip("skipped: this MinIO runs without versioning support (single-drive FS mode)")
 	}
 	versions := 0
-	for obj := range client.ListObjects(ctx, store.Bucket(), minio.ListObjectsOptions{Prefix: store.Key(env), WithVersions: true}) {
+	for obj := range client.ListObjects(ctx, states.Bucket(), minio.ListObjectsOptions{Prefix: states.Key(env), WithVersions: true}) {
 		require.NoError(t, obj.Err)
 		versions++
 	}
@@ -248,21 +249,21 @@ func TestEveryEarlierStateIsKeptByBucketVersioning(t *testing.T) {
 
 func TestStorageStoppedMidRunLeavesThePreviousStateIntact(t *testing.T) {
 	srv := testenv.StartMinIO(t)
-	store := deploystate.NewStore(srv.Client(t), "deploy-state")
+	states := store.New(srv.Client(t), "deploy-state")
 	ctx := context.Background()
-	require.NoError(t, store.EnsureBucket(ctx))
-	_, err := store.RecordDeploy(ctx, env, deployment(0))
+	require.NoError(t, states.EnsureBucket(ctx))
+	_, err := states.RecordDeploy(ctx, env, deployment(0))
 	require.NoError(t, err)
 
 	srv.Stop()
 	shortCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err = store.RecordDeploy(shortCtx, env, deployment(1))
+	_, err = states.RecordDeploy(shortCtx, env, deployment(1))
 	require.ErrorIs(t, err, objstore.ErrUnreachable)
 	assert.ErrorContains(t, err, "s3://deploy-state/production/deploy_state.json")
 
 	srv.Start(t)
-	st, err := store.Load(ctx, env, deploystate.LoadOptions{})
+	st, err := states.Load(ctx, env, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, deployment(0), *st.Current, "the state before the outage is whole")
 }
