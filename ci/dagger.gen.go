@@ -574,102 +574,11 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
 			return (*Modelship).UnitTest(&parent, ctx)
-		case "":
+		case "WithBaseImages":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
 			if err != nil {
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
-			}
-			var source *dagger.Directory
-			if inputArgs["source"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
-				}
-			}
-			var storageEndpoint string
-			if inputArgs["storageEndpoint"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["storageEndpoint"]), &storageEndpoint)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg storageEndpoint", err))
-				}
-			}
-			var storageAccessKey *dagger.Secret
-			if inputArgs["storageAccessKey"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["storageAccessKey"]), &storageAccessKey)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg storageAccessKey", err))
-				}
-			}
-			var storageSecretKey *dagger.Secret
-			if inputArgs["storageSecretKey"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["storageSecretKey"]), &storageSecretKey)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg storageSecretKey", err))
-				}
-			}
-			var storageRegion string
-			if inputArgs["storageRegion"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["storageRegion"]), &storageRegion)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg storageRegion", err))
-				}
-			}
-			var modelsBucket string
-			if inputArgs["modelsBucket"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["modelsBucket"]), &modelsBucket)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelsBucket", err))
-				}
-			}
-			var stateBucket string
-			if inputArgs["stateBucket"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["stateBucket"]), &stateBucket)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stateBucket", err))
-				}
-			}
-			var environment string
-			if inputArgs["environment"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["environment"]), &environment)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg environment", err))
-				}
-			}
-			var registry string
-			if inputArgs["registry"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["registry"]), &registry)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registry", err))
-				}
-			}
-			var registryUsername string
-			if inputArgs["registryUsername"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["registryUsername"]), &registryUsername)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryUsername", err))
-				}
-			}
-			var registryPassword *dagger.Secret
-			if inputArgs["registryPassword"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["registryPassword"]), &registryPassword)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registryPassword", err))
-				}
-			}
-			var imageRepository string
-			if inputArgs["imageRepository"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["imageRepository"]), &imageRepository)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg imageRepository", err))
-				}
-			}
-			var modelName string
-			if inputArgs["modelName"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["modelName"]), &modelName)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelName", err))
-				}
 			}
 			var goImage string
 			if inputArgs["goImage"] != nil {
@@ -706,11 +615,130 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg trivyImage", err))
 				}
 			}
-			var webhookUrl *dagger.Secret
-			if inputArgs["webhookUrl"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["webhookUrl"]), &webhookUrl)
+			return (*Modelship).WithBaseImages(&parent, goImage, runtimeImage, minioImage, registryImage, trivyImage), nil
+		case "WithRegistry":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var address string
+			if inputArgs["address"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["address"]), &address)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg webhookUrl", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg address", err))
+				}
+			}
+			var username string
+			if inputArgs["username"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["username"]), &username)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg username", err))
+				}
+			}
+			var password *dagger.Secret
+			if inputArgs["password"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["password"]), &password)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
+				}
+			}
+			return (*Modelship).WithRegistry(&parent, address, username, password)
+		case "WithStorage":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var endpoint string
+			if inputArgs["endpoint"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["endpoint"]), &endpoint)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg endpoint", err))
+				}
+			}
+			var accessKey *dagger.Secret
+			if inputArgs["accessKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["accessKey"]), &accessKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg accessKey", err))
+				}
+			}
+			var secretKey *dagger.Secret
+			if inputArgs["secretKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["secretKey"]), &secretKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg secretKey", err))
+				}
+			}
+			var region string
+			if inputArgs["region"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["region"]), &region)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg region", err))
+				}
+			}
+			var modelsBucket string
+			if inputArgs["modelsBucket"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["modelsBucket"]), &modelsBucket)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelsBucket", err))
+				}
+			}
+			var stateBucket string
+			if inputArgs["stateBucket"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["stateBucket"]), &stateBucket)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg stateBucket", err))
+				}
+			}
+			return (*Modelship).WithStorage(&parent, endpoint, accessKey, secretKey, region, modelsBucket, stateBucket)
+		case "WithWebhook":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var url *dagger.Secret
+			if inputArgs["url"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
+				}
+			}
+			return (*Modelship).WithWebhook(&parent, url), nil
+		case "":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var source *dagger.Directory
+			if inputArgs["source"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
+				}
+			}
+			var environment string
+			if inputArgs["environment"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["environment"]), &environment)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg environment", err))
+				}
+			}
+			var modelName string
+			if inputArgs["modelName"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["modelName"]), &modelName)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelName", err))
+				}
+			}
+			var imageRepository string
+			if inputArgs["imageRepository"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["imageRepository"]), &imageRepository)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg imageRepository", err))
 				}
 			}
 			var dockerSocket *dagger.Socket
@@ -748,7 +776,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg publish", err))
 				}
 			}
-			return New(source, storageEndpoint, storageAccessKey, storageSecretKey, storageRegion, modelsBucket, stateBucket, environment, registry, registryUsername, registryPassword, imageRepository, modelName, goImage, runtimeImage, minioImage, registryImage, trivyImage, webhookUrl, dockerSocket, dockerHost, kubeconfig, namespace, publish)
+			return New(source, environment, modelName, imageRepository, dockerSocket, dockerHost, kubeconfig, namespace, publish)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -8,8 +8,6 @@
 package main
 
 import (
-	"errors"
-
 	"github.com/modelship/modelship/ci/internal/dagger"
 )
 
@@ -80,6 +78,8 @@ type Modelship struct {
 	Publish string
 }
 
+// New sets what almost every project sets: the repository, the environment, the model and image
+// names, and the deploy target. Storage, registry, webhook and base images are With* settings.
 func New(
 	// The repository: sources, serving/Dockerfile, tests/fixtures, model_baseline.json and
 	// modelship.json (the model version a commit that pushed none ships).
@@ -87,92 +87,21 @@ func New(
 	// +defaultPath="/"
 	// +ignore=["**/.git", "ci", "docs", "reports", "test-results", "**/*.test"]
 	source *dagger.Directory,
-	// S3 endpoint of the model registry and deploy state, e.g. https://s3.eu-west-1.amazonaws.com
-	// or http://minio.internal:9000. Empty: a MinIO inside the session, seeded with the reference model.
-	//
-	// +optional
-	storageEndpoint string,
-	// S3 access key ID (AWS_ACCESS_KEY_ID), e.g. env://AWS_ACCESS_KEY_ID.
-	//
-	// +optional
-	storageAccessKey *dagger.Secret,
-	// S3 secret access key (AWS_SECRET_ACCESS_KEY), e.g. env://AWS_SECRET_ACCESS_KEY.
-	//
-	// +optional
-	storageSecretKey *dagger.Secret,
-	// S3 region.
-	//
-	// +optional
-	// +default="us-east-1"
-	storageRegion string,
-	// Bucket of the model registry.
-	//
-	// +optional
-	// +default="models"
-	modelsBucket string,
-	// Bucket of the deploy_state.json files.
-	//
-	// +optional
-	// +default="deploy-state"
-	stateBucket string,
 	// Environment deployed to and recorded in deploy_state.json.
 	//
 	// +optional
 	// +default="production"
 	environment string,
-	// Container registry images are pushed to, host[:port] (e.g. ghcr.io). Empty: a registry
-	// service inside the session for builds; deploys then load the image into the engine.
-	//
-	// +optional
-	registry string,
-	// Registry user name.
-	//
-	// +optional
-	registryUsername string,
-	// Registry password or token, e.g. env://REGISTRY_PASSWORD.
-	//
-	// +optional
-	registryPassword *dagger.Secret,
-	// Image repository under the registry; images are tagged <registry>/<repository>:<git-sha>.
-	//
-	// +optional
-	// +default="modelship/digits"
-	imageRepository string,
 	// Model name in the registry and in the server's API.
 	//
 	// +optional
 	// +default="digits"
 	modelName string,
-	// Go toolchain image that builds the CLI, the server and runs the gate (a mirror works).
+	// Image repository under the registry; images are tagged <registry>/<repository>:<git-sha>.
 	//
 	// +optional
-	// +default="golang:1.26"
-	goImage string,
-	// Runtime base image of the model server image.
-	//
-	// +optional
-	// +default="gcr.io/distroless/static-debian12:nonroot"
-	runtimeImage string,
-	// MinIO image of the embedded S3 store.
-	//
-	// +optional
-	// +default="quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
-	minioImage string,
-	// Registry image of the embedded container registry.
-	//
-	// +optional
-	// +default="registry:3"
-	registryImage string,
-	// Trivy image of the scan check and the SBOM.
-	//
-	// +optional
-	// +default="aquasec/trivy:0.67.2"
-	trivyImage string,
-	// Slack- or Discord-compatible webhook told about deploys, rollbacks, failed verifications
-	// and halts (MODELSHIP_WEBHOOK_URL), e.g. env://MODELSHIP_WEBHOOK_URL.
-	//
-	// +optional
-	webhookUrl *dagger.Secret,
+	// +default="modelship/digits"
+	imageRepository string,
 	// Deploy target: a Docker engine socket, e.g. /var/run/docker.sock.
 	//
 	// +optional
@@ -196,22 +125,15 @@ func New(
 	// +default="0.0.0.0:8000"
 	publish string,
 ) (*Modelship, error) {
-	if (storageAccessKey == nil) != (storageSecretKey == nil) {
-		return nil, errors.New("give both --storage-access-key and --storage-secret-key, or neither")
-	}
-	if registry != "" && registryPassword != nil && registryUsername == "" {
-		return nil, errors.New("--registry-password needs --registry-username")
-	}
 	if err := checkTarget(dockerSocket, dockerHost, kubeconfig); err != nil {
 		return nil, err
 	}
 	return &Modelship{
-		Source: source, StorageEndpoint: storageEndpoint, StorageAccessKey: storageAccessKey, StorageSecretKey: storageSecretKey,
-		StorageRegion: storageRegion, ModelsBucket: modelsBucket, StateBucket: stateBucket, Environment: environment,
-		Registry: registry, RegistryUsername: registryUsername, RegistryPassword: registryPassword,
-		ImageRepository: imageRepository, ModelName: modelName,
-		GoImage: goImage, RuntimeImage: runtimeImage, MinioImage: minioImage, RegistryImage: registryImage, TrivyImage: trivyImage,
-		WebhookURL:   webhookUrl,
+		Source: source, Environment: environment, ModelName: modelName, ImageRepository: imageRepository,
 		DockerSocket: dockerSocket, DockerHost: dockerHost, Kubeconfig: kubeconfig, Namespace: namespace, Publish: publish,
+		// The embedded store's; WithStorage sets a real one's.
+		StorageRegion: defaultRegion, ModelsBucket: defaultModelsBucket, StateBucket: defaultStateBucket,
+		GoImage: defaultGoImage, RuntimeImage: defaultRuntimeImage, MinioImage: defaultMinioImage,
+		RegistryImage: defaultRegistryImage, TrivyImage: defaultTrivyImage,
 	}, nil
 }

@@ -10,8 +10,10 @@
 #                      localhost, for build-image --registry     (localhost:5000)
 #   E2E_REGISTRY_API   the same registry's API base URL, for the checks (http://127.0.0.1:5000)
 #   MODELSHIP_GO_IMAGE, MODELSHIP_RUNTIME_IMAGE, MODELSHIP_MINIO_IMAGE, MODELSHIP_REGISTRY_IMAGE,
-#   MODELSHIP_TRIVY_IMAGE  base images for a mirror (passed as --go-image ... when set)
+#   MODELSHIP_TRIVY_IMAGE  base images for a mirror (passed to with-base-images when set)
 #   E2E_SKIP_SCAN=1    leave out the scan check (trivy and govulncheck are slow)
+#   E2E_S3_ENDPOINT    an S3 store the engine reaches, for with-storage (left out when unset), with
+#                      its keys in E2E_S3_ACCESS_KEY and E2E_S3_SECRET_KEY
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -25,7 +27,7 @@ WEAK_SHA=0000000000000000000000000000000000e2e0a1
 ROWS=()
 MISSES=0
 
-images=()
+images=(with-base-images)
 [[ -n "${MODELSHIP_GO_IMAGE:-}" ]] && images+=("--go-image=$MODELSHIP_GO_IMAGE")
 [[ -n "${MODELSHIP_RUNTIME_IMAGE:-}" ]] && images+=("--runtime-image=$MODELSHIP_RUNTIME_IMAGE")
 [[ -n "${MODELSHIP_MINIO_IMAGE:-}" ]] && images+=("--minio-image=$MODELSHIP_MINIO_IMAGE")
@@ -39,7 +41,19 @@ record() {
   printf '%s %s (%ss) %s\n' "$2" "$1" "$3" "$4" >&2
 }
 
-# call NAME WANT ARGS...: runs `dagger call ARGS...` (with the image arguments), WANT pass or
+# chain ARGS...: the call's arguments with with-base-images after the constructor's (the leading
+# --flags), where a setting goes; in $CHAIN.
+CHAIN=()
+chain() {
+  CHAIN=()
+  while [[ $# -gt 0 && $1 == --* ]]; do
+    CHAIN+=("$1")
+    shift
+  done
+  CHAIN+=("${images[@]}" "$@")
+}
+
+# call NAME WANT ARGS...: runs `dagger call ARGS...` (with the image settings), WANT pass or
 # fail; leaves stdout+stderr in $OUT and the seconds taken in $SECS, and records the row.
 # VERB=check makes it `dagger check ARGS...`.
 OUT=""
@@ -52,7 +66,8 @@ call() {
   if [[ ${VERB:-call} == check ]]; then
     dagger --progress=plain check "$@" >"$log" 2>&1
   else
-    dagger --progress=plain call "${images[@]}" "$@" >"$log" 2>&1
+    chain "$@"
+    dagger --progress=plain call "${CHAIN[@]}" >"$log" 2>&1
   fi
   code=$?
   SECS=$(echo "$(date +%s.%N) - $start" | bc | xargs printf '%.1f')
@@ -100,6 +115,20 @@ check "warm ship <= 10 s ($SECS s)" within "$SECS" 10
 # --- Every function -----------------------------------------------------------------------------
 call "functions listed" pass --help
 check "ship is callable (not hidden)" has "$OUT" "ship"
+call "with-registry: a password needs a user name" fail \
+  with-registry --address="$EXT_REGISTRY" --password=env://HOME build-image --git-sha="$HEAD" output
+check "says what is missing" has "$OUT" "with-registry --password needs --username"
+if [[ -n "${E2E_S3_ENDPOINT:-}" ]]; then
+  export E2E_S3_ACCESS_KEY E2E_S3_SECRET_KEY
+  bucket="e2e-$RUN"
+  storage=(with-storage --endpoint="$E2E_S3_ENDPOINT" --access-key=env://E2E_S3_ACCESS_KEY
+    --secret-key=env://E2E_S3_SECRET_KEY --models-bucket="$bucket-models" --state-bucket="$bucket-state")
+  call "with-storage: push the reference model to an outside S3" pass "${storage[@]}" cli with-exec \
+    --args="modelship,model,push,models/digits-reference.onnx,--name,digits,--version,1.0.0,--git-sha,$HEAD" stdout
+  call "with-storage: test-quality against it" pass "${storage[@]}" test-quality --git-sha="$HEAD"
+  call "with-storage: state of an empty state bucket" fail "${storage[@]}" state
+  check "with-storage: says nothing was deployed" has "$OUT" "does not exist yet"
+fi
 call "test-quality (HEAD, pinned model)" pass test-quality --git-sha="$HEAD"
 call "quality-reports export" pass quality-reports --git-sha="$HEAD" export --path="$WORK/reports"
 for f in test-results.xml quality-report.json quality-report.md; do
@@ -114,7 +143,7 @@ check "evidence names the stage and the model" test "$(jq -r '.stage + " " + .mo
 call "build-image sbom export" pass build-image --git-sha="$HEAD" sbom export --path="$WORK/sbom.cdx.json"
 check "SBOM is CycloneDX" test "$(jq -r .bomFormat "$WORK/sbom.cdx.json")" = CycloneDX
 call "sbom function" pass sbom --git-sha="$HEAD" export --path="$WORK/sbom2.cdx.json"
-call "build-image to an external registry" pass --registry="$EXT_REGISTRY" build-image --git-sha="$HEAD" output
+call "build-image to an external registry" pass with-registry --address="$EXT_REGISTRY" build-image --git-sha="$HEAD" output
 check "external registry lists the SHA tag" has "$(curl -sf "$EXT_API/v2/modelship/digits/tags/list")" "$HEAD"
 call "deploy refused off main" fail --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=feature-x
 check "refusal names the branch rule" has "$OUT" "deploys run only for main"
@@ -141,7 +170,8 @@ if [[ -z "${E2E_SKIP_SCAN:-}" ]]; then
   fi
 fi
 serve_log="$WORK/serve.log"
-dagger call "${images[@]}" serve --git-sha="$HEAD" up --ports 8001:8000 >"$serve_log" 2>&1 &
+chain serve --git-sha="$HEAD"
+dagger call "${CHAIN[@]}" up --ports 8001:8000 >"$serve_log" 2>&1 &
 serve_pid=$!
 served=""
 for _ in $(seq 1 120); do
@@ -205,7 +235,7 @@ EOF
 git -C "$code_only" add serving/e2e_marker.go
 git -C "$code_only" -c user.name=e2e -c user.email=e2e@localhost commit -qm "e2e: a code-only change"
 CODE_SHA=$(git -C "$code_only" rev-parse HEAD)
-call "code-only: build-image of the changed source" pass --source="$code_only" --registry="$EXT_REGISTRY" build-image --git-sha="$CODE_SHA" output
+call "code-only: build-image of the changed source" pass --source="$code_only" with-registry --address="$EXT_REGISTRY" build-image --git-sha="$CODE_SHA" output
 accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
 layers() { curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'; }
 layers "$HEAD" >"$WORK/layers-a"

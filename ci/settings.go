@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/modelship/modelship/ci/internal/dagger"
+)
+
+// Defaults of the settings; a With* call with an empty value keeps them.
+const (
+	defaultRegion        = "us-east-1"
+	defaultModelsBucket  = "models"
+	defaultStateBucket   = "deploy-state"
+	defaultGoImage       = "golang:1.26"
+	defaultRuntimeImage  = "gcr.io/distroless/static-debian12:nonroot"
+	defaultMinioImage    = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+	defaultRegistryImage = "registry:3"
+	defaultTrivyImage    = "aquasec/trivy:0.67.2"
+)
+
+// WithStorage keeps the model registry and the deploy state in an S3 bucket pair instead of the
+// MinIO embedded in the session: `dagger call with-storage --endpoint=https://s3.eu-west-1.amazonaws.com
+// --access-key=env://AWS_ACCESS_KEY_ID --secret-key=env://AWS_SECRET_ACCESS_KEY deploy ...`.
+func (m *Modelship) WithStorage(
+	// S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com or http://minio.internal:9000.
+	endpoint string,
+	// S3 access key ID (AWS_ACCESS_KEY_ID), e.g. env://AWS_ACCESS_KEY_ID.
+	//
+	// +optional
+	accessKey *dagger.Secret,
+	// S3 secret access key (AWS_SECRET_ACCESS_KEY), e.g. env://AWS_SECRET_ACCESS_KEY.
+	//
+	// +optional
+	secretKey *dagger.Secret,
+	// S3 region.
+	//
+	// +optional
+	// +default="us-east-1"
+	region string,
+	// Bucket of the model registry.
+	//
+	// +optional
+	// +default="models"
+	modelsBucket string,
+	// Bucket of the deploy_state.json files.
+	//
+	// +optional
+	// +default="deploy-state"
+	stateBucket string,
+) (*Modelship, error) {
+	if endpoint == "" {
+		return nil, errors.New("with-storage needs --endpoint (leave with-storage out for the embedded MinIO)")
+	}
+	if (accessKey == nil) != (secretKey == nil) {
+		return nil, errors.New("give with-storage both --access-key and --secret-key, or neither")
+	}
+	c := *m
+	c.StorageEndpoint, c.StorageAccessKey, c.StorageSecretKey = endpoint, accessKey, secretKey
+	c.StorageRegion = or(region, defaultRegion)
+	c.ModelsBucket = or(modelsBucket, defaultModelsBucket)
+	c.StateBucket = or(stateBucket, defaultStateBucket)
+	return &c, nil
+}
+
+// WithRegistry pushes images to a container registry instead of the one embedded in the session
+// (whose images only the engine's own deploys can load): `with-registry --address=ghcr.io
+// --username=$USER --password=env://REGISTRY_PASSWORD`.
+func (m *Modelship) WithRegistry(
+	// Registry host[:port], e.g. ghcr.io.
+	address string,
+	// Registry user name.
+	//
+	// +optional
+	username string,
+	// Registry password or token, e.g. env://REGISTRY_PASSWORD.
+	//
+	// +optional
+	password *dagger.Secret,
+) (*Modelship, error) {
+	if address == "" {
+		return nil, errors.New("with-registry needs --address (leave with-registry out for the embedded registry)")
+	}
+	if password != nil && username == "" {
+		return nil, errors.New("with-registry --password needs --username")
+	}
+	c := *m
+	c.Registry, c.RegistryUsername, c.RegistryPassword = address, username, password
+	return &c, nil
+}
+
+// WithWebhook tells a Slack- or Discord-compatible webhook about deploys, rollbacks, failed
+// verifications and halts.
+func (m *Modelship) WithWebhook(
+	// The webhook's URL (MODELSHIP_WEBHOOK_URL), e.g. env://MODELSHIP_WEBHOOK_URL.
+	url *dagger.Secret,
+) *Modelship {
+	c := *m
+	c.WebhookURL = url
+	return &c
+}
+
+// WithBaseImages pulls the images the pipeline runs on from elsewhere, e.g. a mirror; an
+// argument left out keeps its public default.
+func (m *Modelship) WithBaseImages(
+	// Go toolchain image that builds the CLI, the server and runs the gate (default golang:1.26).
+	//
+	// +optional
+	goImage string,
+	// Runtime base image of the model server image (default gcr.io/distroless/static-debian12:nonroot).
+	//
+	// +optional
+	runtimeImage string,
+	// MinIO image of the embedded S3 store (default quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z).
+	//
+	// +optional
+	minioImage string,
+	// Registry image of the embedded container registry (default registry:3).
+	//
+	// +optional
+	registryImage string,
+	// Trivy image of the scan check and the SBOM (default aquasec/trivy:0.67.2).
+	//
+	// +optional
+	trivyImage string,
+) *Modelship {
+	c := *m
+	c.GoImage = or(goImage, c.GoImage)
+	c.RuntimeImage = or(runtimeImage, c.RuntimeImage)
+	c.MinioImage = or(minioImage, c.MinioImage)
+	c.RegistryImage = or(registryImage, c.RegistryImage)
+	c.TrivyImage = or(trivyImage, c.TrivyImage)
+	return &c
+}
+
+// or is value, or fallback when value is empty.
+func or(value, fallback string) string {
+	if value == "" {
+		return fallback
+	}
+	return value
+}
