@@ -74,18 +74,11 @@ type Result struct {
 // Steps are timed stages of a deploy.
 type Steps []Step
 
-// Step is one timed stage.
+// Step is one timed stage and how it ended (StepOK, StepFailed, StepUndone).
 type Step struct {
 	Name     string
 	Duration time.Duration
-}
-
-// Time runs fn as a named step and records its duration, failed or not.
-func (s *Steps) Time(name string, fn func() error) error {
-	start := time.Now()
-	err := fn()
-	*s = append(*s, Step{Name: name, Duration: time.Since(start)})
-	return err
+	Status   string
 }
 
 // Total is the sum of the steps.
@@ -100,7 +93,11 @@ func (s Steps) Total() time.Duration {
 func (s Steps) String() string {
 	parts := make([]string, 0, len(s)+1)
 	for _, st := range s {
-		parts = append(parts, fmt.Sprintf("%s %s", st.Name, st.Duration.Round(time.Millisecond)))
+		part := fmt.Sprintf("%s %s", st.Name, st.Duration.Round(time.Millisecond))
+		if st.Status == StepFailed {
+			part += " (failed)"
+		}
+		parts = append(parts, part)
 	}
 	parts = append(parts, fmt.Sprintf("total %s", s.Total().Round(time.Millisecond)))
 	return strings.Join(parts, ", ")
@@ -109,18 +106,9 @@ func (s Steps) String() string {
 // ErrVerification marks a release that started but failed its readiness or smoke check.
 var ErrVerification = errors.New("verification failed")
 
-// Verify waits for readiness at url and runs the smoke inference; alive, when set, fails it
-// fast once the instance has died. Every target verifies a release this way.
-func Verify(ctx context.Context, url string, rel Release, steps *Steps, alive func(context.Context) error) error {
-	client := serving.NewClient(url)
-	if err := steps.Time("ready", func() error { return waitReady(ctx, client, alive) }); err != nil {
-		return err
-	}
-	return steps.Time("smoke", func() error { return SmokeTest(ctx, client, rel) })
-}
-
-// waitReady polls readiness, and alive() to fail fast when the instance has died.
-func waitReady(ctx context.Context, client *serving.Client, alive func(context.Context) error) error {
+// WaitReady polls the server's readiness, and alive() (when set) to fail fast once the instance
+// has died. Every target that runs the server itself verifies a release this way, then SmokeTest.
+func WaitReady(ctx context.Context, client *serving.Client, alive func(context.Context) error) error {
 	ticker := time.NewTicker(50 * time.Millisecond)
 	defer ticker.Stop()
 	var last error

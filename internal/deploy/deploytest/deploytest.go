@@ -85,8 +85,16 @@ func v1ThenV2(t *testing.T, e *Env) {
 
 func failedVerification(t *testing.T, e *Env) {
 	e.mustDeploy(t, 1)
-	_, err := e.deploy(t, e.Broken)
+	out, err := e.deploy(t, e.Broken)
 	require.Error(t, err, "a release that fails verification is refused")
+	require.NotNil(t, out.Result, "a refused release still reports its rollout's steps")
+	failed := ""
+	for _, s := range out.Result.Steps {
+		if s.Status == deploy.StepFailed {
+			failed = s.Name
+		}
+	}
+	assert.NotEmpty(t, failed, "the steps name the one that failed: %s", out.Result.Steps)
 	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t), "the old version keeps serving")
 	assert.Equal(t, e.Release(1).GitSHA, e.state(t).Current.GitSHA, "the state still names the old version")
 }

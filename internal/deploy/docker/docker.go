@@ -125,7 +125,8 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Client.DaemonHost(), err)
 	}
 	var img image.InspectResponse
-	if err := res.Steps.Time("pull", func() (err error) { img, err = d.ensureImage(ctx, rel.Image); return err }); err != nil {
+	pull := deploy.Plan{{Name: "pull", Run: func(ctx context.Context) (err error) { img, err = d.ensureImage(ctx, rel.Image); return err }}}
+	if err := pull.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
 	res.ImageDigest = repoDigest(rel.Image, img)
@@ -140,7 +141,8 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	if len(live) == 1 && live[0].ImageID == img.ID {
 		// Already live (a restore after a failed gate): verify it, and replace it only if it fails.
 		res.Reused, res.Instance = true, live[0].ID
-		if err := d.verifyContainer(ctx, live[0].ID, d.checkHost, d.hostPort, rel, res); err == nil {
+		current := &instance{d: d, id: live[0].ID, port: d.hostPort, rel: rel}
+		if err := deploy.Plan(current.verification(keep)).Run(ctx, &res.Steps); err == nil {
 			res.URL = d.publicURL()
 			return res, nil
 		}
@@ -236,103 +238,79 @@ func (d *Target) reusable(stopped []container.Summary, imageID string) string {
 
 // startPrevious stops what is live and starts an earlier container again.
 func (d *Target) startPrevious(ctx context.Context, id string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
-	cli := d.cfg.Client
-	info, err := cli.ContainerInspect(ctx, id)
+	info, err := d.cfg.Client.ContainerInspect(ctx, id)
 	if err != nil {
 		return fmt.Errorf("inspect container %s: %w", short(id), err)
 	}
 	if b := info.HostConfig.PortBindings[serverPort]; len(b) != 1 || b[0].HostPort != d.hostPort || b[0].HostIP != d.hostIP {
-		return d.rollOutFresh(ctx, info.Image, live, rel, res)
+		res.Reused = false
+		return d.rollOut(ctx, info.Image, live, rel, res)
 	}
-	if err := res.Steps.Time("stop-current", func() error { return d.stopAll(ctx, live) }); err != nil {
+	previous := &instance{d: d, id: id, port: d.hostPort, rel: rel}
+	plan := deploy.Plan{
+		d.stopCurrent(live),
+		{Name: "start", Run: previous.start, Undo: previous.stop},
+	}
+	plan = append(plan, previous.verification(keep)...)
+	if err := plan.Run(ctx, &res.Steps); err != nil {
 		return err
 	}
 	res.Instance = id
-	err = res.Steps.Time("start", func() error { return cli.ContainerStart(ctx, id, container.StartOptions{}) })
-	if err == nil {
-		err = d.verifyContainer(ctx, id, d.checkHost, d.hostPort, rel, res)
-	}
-	if err != nil {
-		_ = cli.ContainerStop(context.WithoutCancel(ctx), id, container.StopOptions{})
-		return d.restore(ctx, live, err)
-	}
 	return nil
-}
-
-// rollOutFresh is rollOut for an image ID that has no reusable container.
-func (d *Target) rollOutFresh(ctx context.Context, imageID string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
-	res.Reused = false
-	return d.rollOut(ctx, imageID, live, rel, res)
 }
 
 // rollOut verifies a candidate on a side port, then swaps a container of the same image onto
 // the published port. The live container serves until the candidate has passed.
 func (d *Target) rollOut(ctx context.Context, imageID string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
-	cli := d.cfg.Client
-	var candidate string
-	err := res.Steps.Time("start-candidate", func() (err error) {
-		candidate, err = d.create(ctx, imageID, rel, roleCandidate, "")
-		if err != nil {
+	candidate := &instance{d: d, rel: rel}
+	defer candidate.remove(ctx)
+	refused := func(err error) error {
+		return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w", short(candidate.id), rel.Image, describeLive(live), err)
+	}
+	final := &instance{d: d, port: d.hostPort, rel: rel}
+	swap := func(err error) error { return fmt.Errorf("swap %s onto %s: %w", rel.Image, d.cfg.Publish, err) }
+	plan := deploy.Plan{{Name: "start-candidate", Run: func(ctx context.Context) error {
+		if err := candidate.create(ctx, imageID, roleCandidate, ""); err != nil {
 			return err
 		}
-		return cli.ContainerStart(ctx, candidate, container.StartOptions{})
-	})
-	defer func() {
-		if candidate != "" {
-			_ = cli.ContainerRemove(context.WithoutCancel(ctx), candidate, container.RemoveOptions{Force: true})
-		}
-	}()
-	if err != nil {
-		return fmt.Errorf("start candidate of %s: %w", rel.Image, err)
-	}
-	info, err := cli.ContainerInspect(ctx, candidate)
-	if err != nil {
-		return fmt.Errorf("inspect candidate %s: %w", short(candidate), err)
-	}
-	var bindings []nat.PortBinding
-	if info.NetworkSettings != nil {
-		bindings = info.NetworkSettings.Ports[serverPort]
-	}
-	if len(bindings) == 0 {
-		// A server that dies at once loses its port binding before we look.
-		if info.State != nil && !info.State.Running {
-			return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w: container exited with code %d: %s",
-				short(candidate), rel.Image, describeLive(live), deploy.ErrVerification, info.State.ExitCode, d.logTail(ctx, candidate))
-		}
-		return fmt.Errorf("candidate %s has no published port", short(candidate))
-	}
-	if err := d.verifyContainer(ctx, candidate, d.checkHost, bindings[0].HostPort, rel, res); err != nil {
-		return fmt.Errorf("candidate %s (%s) refused, %s keeps serving: %w", short(candidate), rel.Image, describeLive(live), err)
-	}
-
+		return candidate.startOnSidePort(ctx, refused)
+	}}}
+	plan = append(plan, candidate.verification(refused)...)
 	// The swap: the published port can be bound by one container at a time.
-	if err := res.Steps.Time("stop-current", func() error { return d.stopAll(ctx, live) }); err != nil {
+	plan = append(plan, d.stopCurrent(live), deploy.Action{
+		Name: "start",
+		Run: func(ctx context.Context) error {
+			err := final.create(ctx, imageID, roleLive, d.hostPort)
+			if err == nil {
+				err = final.start(ctx)
+			}
+			if err != nil {
+				final.remove(ctx)
+				return swap(err)
+			}
+			return nil
+		},
+		Undo: func(ctx context.Context, cause error) error { final.remove(ctx); return cause },
+	})
+	plan = append(plan, final.verification(swap)...)
+	if err := plan.Run(ctx, &res.Steps); err != nil {
 		return err
 	}
-	var final string
-	err = res.Steps.Time("start", func() (err error) {
-		final, err = d.create(ctx, imageID, rel, roleLive, d.hostPort)
-		if err != nil {
-			return err
-		}
-		return cli.ContainerStart(ctx, final, container.StartOptions{})
-	})
-	if err == nil {
-		err = d.verifyContainer(ctx, final, d.checkHost, d.hostPort, rel, res)
-	}
-	if err != nil {
-		if final != "" {
-			_ = cli.ContainerRemove(context.WithoutCancel(ctx), final, container.RemoveOptions{Force: true})
-		}
-		return d.restore(ctx, live, fmt.Errorf("swap %s onto %s: %w", rel.Image, d.cfg.Publish, err))
-	}
-	res.Instance = final
+	res.Instance = final.id
 	return nil
+}
+
+// stopCurrent is the step that stops the live containers; its undo starts them again.
+func (d *Target) stopCurrent(live []container.Summary) deploy.Action {
+	return deploy.Action{
+		Name: "stop-current",
+		Run:  func(ctx context.Context) error { return d.stopAll(ctx, live) },
+		Undo: func(ctx context.Context, cause error) error { return d.restore(ctx, live, cause) },
+	}
 }
 
 // restore starts the containers that were live again after a failed swap.
 func (d *Target) restore(ctx context.Context, live []container.Summary, cause error) error {
-	ctx = context.WithoutCancel(ctx)
 	for _, c := range live {
 		if err := d.cfg.Client.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 			return fmt.Errorf("%w; and restarting the previous container %s failed too: %v", cause, short(c.ID), err)
@@ -377,36 +355,6 @@ func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release,
 		return "", fmt.Errorf("create container for %s: %w", rel.Image, err)
 	}
 	return created.ID, nil
-}
-
-func (d *Target) verifyContainer(ctx context.Context, id, host, port string, rel deploy.Release, res *deploy.Result) error {
-	vctx, cancel := context.WithTimeout(ctx, d.cfg.ReadyTimeout)
-	defer cancel()
-	if host == CheckViaContainerIP {
-		info, err := d.cfg.Client.ContainerInspect(ctx, id)
-		if err != nil {
-			return fmt.Errorf("inspect container %s: %w", short(id), err)
-		}
-		host, port = containerIP(info), serverPort.Port()
-		if host == "" {
-			return fmt.Errorf("container %s has no network address to verify it at", short(id))
-		}
-	}
-	alive := func(ctx context.Context) error {
-		info, err := d.cfg.Client.ContainerInspect(ctx, id)
-		if err != nil {
-			return fmt.Errorf("inspect container %s: %w", short(id), err)
-		}
-		if !info.State.Running {
-			return fmt.Errorf("container %s exited with code %d: %s", short(id), info.State.ExitCode, d.logTail(ctx, id))
-		}
-		return nil
-	}
-	err := deploy.Verify(vctx, "http://"+net.JoinHostPort(host, port), rel, &res.Steps, alive)
-	if err != nil && !strings.Contains(err.Error(), "exited with code") {
-		err = fmt.Errorf("%w (container log: %s)", err, d.logTail(context.WithoutCancel(ctx), id))
-	}
-	return err
 }
 
 func containerIP(info container.InspectResponse) string {

@@ -241,7 +241,8 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	res := &deploy.Result{Image: rel.Image, ImageDigest: rel.Image,
 		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
 	var live string
-	if err := res.Steps.Time("read", func() (err error) { live, err = k.liveColour(ctx); return err }); err != nil {
+	read := deploy.Plan{{Name: "read", Run: func(ctx context.Context) (err error) { live, err = k.liveColour(ctx); return err }}}
+	if err := read.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
 	target := Blue
@@ -260,37 +261,43 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read deployment %s: %w", res.Instance, err)
 	}
-	switch {
-	case err == nil && runs(idle, rel.Image) && available(idle) && *idle.Spec.Replicas == k.cfg.Replicas:
-		// The previous release is still up on the idle colour: the rollback is a selector switch.
-		res.Reused = true
-	default:
-		if err := res.Steps.Time("apply", func() error { return k.apply(ctx, rel, target) }); err != nil {
-			return nil, err
-		}
-		if err := res.Steps.Time("rollout", func() error { return k.waitRollout(ctx, target) }); err != nil {
-			return res, fmt.Errorf("deployment %s (%s): %w; the Service still selects %q", res.Instance, rel.Image, err, orNone(live))
-		}
+	// The previous release still up on the idle colour makes the rollback a selector switch.
+	res.Reused = err == nil && runs(idle, rel.Image) && available(idle) && *idle.Spec.Replicas == k.cfg.Replicas
+	// A failed result still says which steps ran and which one failed.
+	err = k.plan(rel, live, target, res).Run(ctx, &res.Steps)
+	return res, err
+}
+
+// plan is the blue-green rollout of rel onto the idle colour target: apply and wait for the
+// rollout (unless target already runs rel), smoke-test it where it can be reached, switch the
+// Service, wait for its endpoints, and scale the old colour down to its idle replicas.
+func (k *Target) plan(rel deploy.Release, live, target string, res *deploy.Result) deploy.Plan {
+	var plan deploy.Plan
+	if !res.Reused {
+		plan = append(plan,
+			deploy.Action{Name: "apply", Run: func(ctx context.Context) error { return k.apply(ctx, rel, target) }},
+			deploy.Action{Name: "rollout", Run: func(ctx context.Context) error {
+				if err := k.waitRollout(ctx, target); err != nil {
+					return fmt.Errorf("deployment %s (%s): %w; the Service still selects %q", res.Instance, rel.Image, err, orNone(live))
+				}
+				return nil
+			}})
 	}
 	if k.cfg.SmokeURL != nil {
-		if err := res.Steps.Time("smoke", func() error {
-			return deploy.SmokeTest(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel)
-		}); err != nil {
-			return res, fmt.Errorf("%w; the Service still selects %q", err, orNone(live))
-		}
+		plan = append(plan, deploy.Action{Name: "smoke", Run: func(ctx context.Context) error {
+			if err := deploy.SmokeTest(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel); err != nil {
+				return fmt.Errorf("%w; the Service still selects %q", err, orNone(live))
+			}
+			return nil
+		}})
 	}
-	if err := res.Steps.Time("switch", func() error { return k.switchTo(ctx, rel, target) }); err != nil {
-		return res, err
-	}
-	if err := res.Steps.Time("endpoints", func() error { return k.waitEndpoints(ctx, target) }); err != nil {
-		return res, err
-	}
+	plan = append(plan,
+		deploy.Action{Name: "switch", Run: func(ctx context.Context) error { return k.switchTo(ctx, rel, target) }},
+		deploy.Action{Name: "endpoints", Run: func(ctx context.Context) error { return k.waitEndpoints(ctx, target) }})
 	if live != "" && k.cfg.IdleReplicas != k.cfg.Replicas {
-		if err := res.Steps.Time("scale-old", func() error { return k.scale(ctx, live, k.cfg.IdleReplicas) }); err != nil {
-			return res, err
-		}
+		plan = append(plan, deploy.Action{Name: "scale-old", Run: func(ctx context.Context) error { return k.scale(ctx, live, k.cfg.IdleReplicas) }})
 	}
-	return res, nil
+	return plan
 }
 
 func orNone(colour string) string {
