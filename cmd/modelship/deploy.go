@@ -131,14 +131,21 @@ func (f *targetFlags) deps(ctx context.Context, g *globals, stderr io.Writer) (d
 	}
 }
 
-// prepare loads the smoke inference and connects the target, state and notifier.
-func (f *targetFlags) prepare(g *globals, cmd *cobra.Command) (deploy.Smoke, deploy.Deps, io.Closer, error) {
-	smoke, err := deploy.SmokeFromFixture(f.smokeFixture)
-	if err != nil {
-		return smoke, deploy.Deps{}, nil, usageError{err}
+// run is the RunE of a command that acts on the target (deploy, rollback): it loads the smoke
+// inference, connects the target, state and notifier, hands them to do, and disconnects.
+func (f *targetFlags) run(g *globals, do func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		smoke, err := deploy.SmokeFromFixture(f.smokeFixture)
+		if err != nil {
+			return usageError{err}
+		}
+		deps, closer, err := f.deps(cmd.Context(), g, cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		return do(cmd, smoke, deps)
 	}
-	deps, closer, err := f.deps(cmd.Context(), g, cmd.ErrOrStderr())
-	return smoke, deps, closer, err
 }
 
 // printSteps shows how long each step of a deploy or rollback took, failed or not.
@@ -180,12 +187,7 @@ its digest, the model version and the time.`,
 		Example: `  modelship deploy --image registry.example.com/digits:$GIT_SHA --model-name digits \
     --model-version 1.0.0 --git-sha $GIT_SHA --branch main --env production --publish 0.0.0.0:8000`,
 		Args: requireArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			smoke, deps, closer, err := tf.prepare(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer closer.Close()
+		RunE: tf.run(g, func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error {
 			rel.Smoke = smoke
 			if dryRun {
 				k, ok := deps.Target.(*kubernetes.Target)
@@ -221,7 +223,7 @@ its digest, the model version and the time.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s to %s in %s; serving at %s\n", out.Deployment.Image, tf.env, out.Elapsed.Round(time.Millisecond), out.Result.URL)
 			return nil
-		},
+		}),
 	}
 	tf.register(cmd)
 	bindRelease(cmd, &rel)
@@ -247,12 +249,7 @@ The third rollback within an hour is not performed: the environment is halted (e
 person runs 'modelship state resume'.`,
 		Example: `  modelship rollback --env production --reason "quality gate failed for $GIT_SHA"`,
 		Args:    requireArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			smoke, deps, closer, err := tf.prepare(g, cmd)
-			if err != nil {
-				return err
-			}
-			defer closer.Close()
+		RunE: tf.run(g, func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error {
 			run := startStage(cmd, g, &tf, "rollback", deps.State)
 			run.rec.Inputs["to"], run.rec.Inputs["reason"] = to, reason
 			run.announce(cmd)
@@ -280,7 +277,7 @@ person runs 'modelship state resume'.`,
 			fmt.Fprintf(cmd.OutOrStdout(), "rolled %s back to %s (%s@%s, git %s), %s, serving in %s\n", tf.env, out.Deployment.Image,
 				out.Deployment.ModelName, out.Deployment.ModelVersion, short(out.Deployment.GitSHA), how, out.Elapsed.Round(time.Millisecond))
 			return nil
-		},
+		}),
 	}
 	tf.register(cmd)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded and notified)")

@@ -328,21 +328,34 @@ func available(d *appsv1.Deployment) bool {
 // apply creates or updates the colour's Deployment with rel.
 func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string) error {
 	want, _ := k.Manifests(rel, colour)
-	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+	return createOrUpdate(ctx, k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace), "deployment", want,
+		func(cur *appsv1.Deployment) { cur.Labels, cur.Spec = want.Labels, want.Spec })
+}
+
+// typedClient is what createOrUpdate needs of a client-go typed client (Deployments, Services).
+type typedClient[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Create(ctx context.Context, obj T, opts metav1.CreateOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// createOrUpdate creates want, or, when it exists, gives the live object want's fields (merge)
+// and updates it, keeping what the cluster set (resource version, status, cluster IP).
+func createOrUpdate[T metav1.Object](ctx context.Context, api typedClient[T], kind string, want T, merge func(cur T)) error {
+	name := want.GetName()
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create deployment %s: %w", want.Name, err)
+			return fmt.Errorf("create %s %s: %w", kind, name, err)
 		}
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read deployment %s: %w", want.Name, err)
+		return fmt.Errorf("read %s %s: %w", kind, name, err)
 	}
-	cur.Labels = want.Labels
-	cur.Spec = want.Spec
+	merge(cur)
 	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update deployment %s: %w", want.Name, err)
+		return fmt.Errorf("update %s %s: %w", kind, name, err)
 	}
 	return nil
 }
@@ -371,20 +384,9 @@ func (k *Target) waitRollout(ctx context.Context, colour string) error {
 // switchTo points the Service at colour, creating the Service on the first deploy.
 func (k *Target) switchTo(ctx context.Context, rel deploy.Release, colour string) error {
 	_, want := k.Manifests(rel, colour)
-	api := k.cfg.Client.CoreV1().Services(k.cfg.Namespace)
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create service %s: %w", want.Name, err)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read service %s: %w", want.Name, err)
-	}
-	cur.Spec.Selector = want.Spec.Selector
-	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("switch service %s to %s: %w", want.Name, colour, err)
+	if err := createOrUpdate(ctx, k.cfg.Client.CoreV1().Services(k.cfg.Namespace), "service", want,
+		func(cur *corev1.Service) { cur.Spec.Selector = want.Spec.Selector }); err != nil {
+		return fmt.Errorf("switch to %s: %w", colour, err)
 	}
 	return nil
 }
