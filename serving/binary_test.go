@@ -53,11 +53,15 @@ func inferBody(rows [][]float64) string {
 	return string(b)
 }
 
-func do(t *testing.T, method, url, body string) (int, []byte) {
+// do sends one request; headers replace the default Content-Type: application/json.
+func do(t *testing.T, method, url, body string, headers map[string]string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -70,20 +74,20 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 	base, _ := startServer(t)
 	f := fixture(t)
 
-	status, body := do(t, http.MethodGet, base+"/v2/health/live", "")
+	status, body := do(t, http.MethodGet, base+"/v2/health/live", "", nil)
 	assert.Equal(t, http.StatusOK, status)
 	assert.JSONEq(t, `{"live":true}`, string(body))
 
-	status, body = do(t, http.MethodGet, base+"/v2/health/ready", "")
+	status, body = do(t, http.MethodGet, base+"/v2/health/ready", "", nil)
 	assert.Equal(t, http.StatusOK, status)
 	assert.JSONEq(t, `{"ready":true}`, string(body))
 
-	status, body = do(t, http.MethodGet, base+"/v2", "")
+	status, body = do(t, http.MethodGet, base+"/v2", "", nil)
 	assert.Equal(t, http.StatusOK, status)
 	assert.Contains(t, string(body), `"name":"modelship"`)
 
 	for _, path := range []string{"/v2/models/digits", "/v2/models/digits/versions/1"} {
-		status, body = do(t, http.MethodGet, base+path, "")
+		status, body = do(t, http.MethodGet, base+path, "", nil)
 		require.Equal(t, http.StatusOK, status, path)
 		var meta serving.ModelMetadata
 		require.NoError(t, json.Unmarshal(body, &meta))
@@ -99,11 +103,11 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 		assert.Len(t, meta.Params["sha256"], 64)
 	}
 
-	status, _ = do(t, http.MethodGet, base+"/v2/models/digits/ready", "")
+	status, _ = do(t, http.MethodGet, base+"/v2/models/digits/ready", "", nil)
 	assert.Equal(t, http.StatusOK, status)
 
 	// One row: the predicted class is the label.
-	status, body = do(t, http.MethodPost, base+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[0].Features}))
+	status, body = do(t, http.MethodPost, base+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[0].Features}), nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var resp serving.InferResponse
 	require.NoError(t, json.Unmarshal(body, &resp))
@@ -121,7 +125,7 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 	}
 	nested, _ := json.Marshal(map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{50, 64}, "datatype": "FP32", "data": rows}},
 		"outputs": []map[string]any{{"name": "probabilities"}}})
-	status, body = do(t, http.MethodPost, base+"/v2/models/digits/versions/1/infer", string(nested))
+	status, body = do(t, http.MethodPost, base+"/v2/models/digits/versions/1/infer", string(nested), nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.NoError(t, json.Unmarshal(body, &resp))
 	require.Equal(t, []int64{50, 10}, resp.Outputs[0].Shape)
@@ -133,7 +137,7 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, correct, 45, "the reference model gets most of a batch right")
 
-	status, body = do(t, http.MethodGet, base+"/metrics", "")
+	status, body = do(t, http.MethodGet, base+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	for _, series := range []string{
 		`modelship_http_requests_total{code="200",handler="infer",method="post"} 2`,
@@ -169,16 +173,18 @@ func TestBinaryAnswersBadInputWithAClear4xx(t *testing.T) {
 		{"nested row too short", "POST", infer, req("[1,64]", "FP32", "[[1,2,3]]"), 400, "row 0 has 3 values"},
 		{"rank 1 shape", "POST", infer, req("[64]", "FP32", "["+row+"]"), 400, "want [rows, 64]"},
 		{"wrong datatype", "POST", infer, req("[1,64]", "INT32", "["+row+"]"), 400, `datatype "INT32"; the model takes FP32`},
-		{"NaN as a string", "POST", infer, req("[1,64]", "FP32", `["NaN",`+row[2:]+"]"), 400, "array of numbers"},
-		{"Inf as an overflowing number", "POST", infer, req("[1,64]", "FP32", "[1e999,"+row[2:]+"]"), 400, "array of numbers"},
+		{"NaN as a string", "POST", infer, req("[1,64]", "FP32", `["NaN",`+row[2:]+"]"), 400, "input value 0 (row 0, feature 0) is the string \"NaN\"; values must be JSON numbers, and NaN and Infinity are not allowed"},
+		{"Inf as an overflowing number", "POST", infer, req("[1,64]", "FP32", "[1e999,"+row[2:]+"]"), 400, "is 1e999, not a finite FP32 number"},
 		{"beyond FP32 range", "POST", infer, req("[1,64]", "FP32", "[1e39,"+row[2:]+"]"), 400, "not a finite FP32 number"},
-		{"null value", "POST", infer, req("[1,64]", "FP32", "[null,"+row[2:]+"]"), 400, "contains null"},
+		{"null value", "POST", infer, req("[1,64]", "FP32", "[null,"+row[2:]+"]"), 400, "is null; every value must be a number"},
 		{"empty batch", "POST", infer, req("[0,64]", "FP32", "[]"), 400, "no rows"},
 		{"batch over the row limit", "POST", infer, req("[101,64]", "FP32", "[]"), 413, "101 rows is over the limit of 100"},
 		{"body over the size limit", "POST", infer, req("[1,64]", "FP32", "["+row+strings.Repeat(",1", smallBodyLimit)+"]"), 413, fmt.Sprintf("over %d bytes", smallBodyLimit)},
 		{"malformed JSON", "POST", infer, `{"inputs": [`, 400, "not a valid inference request"},
 		{"JSON of the wrong shape", "POST", infer, `{"inputs": {"name": "input"}}`, 400, `field "inputs"`},
 		{"trailing garbage", "POST", infer, req("[1,64]", "FP32", "["+row+"]") + "{}", 400, "data after the JSON object"},
+		{"trailing brace", "POST", infer, req("[1,64]", "FP32", "["+row+"]") + "}junk", 400, "data after the JSON object"},
+		{"more values than the shape", "POST", infer, req("[1,64]", "FP32", "["+row+","+row+"]"), 400, "more than 64 values"},
 		{"no inputs", "POST", infer, `{"inputs":[]}`, 400, "0 inputs"},
 		{"unknown input name", "POST", infer, `{"inputs":[{"name":"pixels","shape":[1,64],"datatype":"FP32","data":[` + row + `]}]}`, 400, `input "pixels" is unknown`},
 		{"missing data", "POST", infer, `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32"}]}`, 400, `no "data"`},
@@ -190,7 +196,7 @@ func TestBinaryAnswersBadInputWithAClear4xx(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := do(t, tc.method, tc.url, tc.body)
+			status, body := do(t, tc.method, tc.url, tc.body, nil)
 			assert.Equal(t, tc.status, status, string(body))
 			var e struct {
 				Error string `json:"error"`
@@ -199,14 +205,14 @@ func TestBinaryAnswersBadInputWithAClear4xx(t *testing.T) {
 			assert.Contains(t, e.Error, tc.want)
 		})
 	}
-	status, body := do(t, http.MethodGet, base+"/metrics", "")
+	status, body := do(t, http.MethodGet, base+"/metrics", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	assert.NotContains(t, string(body), `code="500"`, "no bad input may cause a 500")
 	assert.Regexp(t, `modelship_inference_errors_total\{reason="bad_request"\} [1-9]`, string(body))
 	assert.Regexp(t, `modelship_inference_errors_total\{reason="too_large"\} [1-9]`, string(body))
 
 	// The server is still healthy after all of that.
-	status, _ = do(t, http.MethodGet, base+"/v2/health/ready", "")
+	status, _ = do(t, http.MethodGet, base+"/v2/health/ready", "", nil)
 	assert.Equal(t, http.StatusOK, status)
 }
 
@@ -268,7 +274,7 @@ func TestBinaryShutsDownGracefullyOnSIGTERM(t *testing.T) {
 	require.NoError(t, err)
 	// Stop the server only once it is inside the handler, holding half the body.
 	require.Eventually(t, func() bool {
-		_, m := do(t, http.MethodGet, base+"/metrics", "")
+		_, m := do(t, http.MethodGet, base+"/metrics", "", nil)
 		return strings.Contains(string(m), "modelship_http_requests_in_flight 1")
 	}, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))

@@ -63,13 +63,13 @@ func TestDockerfileBuildsAServingImage(t *testing.T) {
 
 	// The image serves: ready, metadata with the baked-in version, a correct prediction.
 	url := runContainer(t, cli, tag)
-	status, body := do(t, http.MethodGet, url+"/v2/models/digits", "")
+	status, body := do(t, http.MethodGet, url+"/v2/models/digits", "", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var meta serving.ModelMetadata
 	require.NoError(t, json.Unmarshal(body, &meta))
 	assert.Equal(t, []string{"7"}, meta.Versions)
 	f := fixture(t)
-	status, body = do(t, http.MethodPost, url+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[2].Features}))
+	status, body = do(t, http.MethodPost, url+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[2].Features}), nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var resp serving.InferResponse
 	require.NoError(t, json.Unmarshal(body, &resp))

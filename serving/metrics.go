@@ -43,7 +43,7 @@ func newMetrics(modelName, modelVersion, sha256 string) *metrics {
 			Name: "modelship_inference_rows_total", Help: "Rows (samples) run through the model.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modelship_inference_errors_total", Help: "Inference requests that failed, by reason (bad_request, too_large, model_error).",
+			Name: "modelship_inference_errors_total", Help: "Inference requests that failed, by reason (bad_request, too_large, unsupported_media_type, overloaded, non_finite_output, model_error).",
 		}, []string{"reason"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "modelship_model_ready", Help: "1 once the model is loaded and warmed up, 0 before and while shutting down.",
@@ -54,7 +54,7 @@ func newMetrics(modelName, modelVersion, sha256 string) *metrics {
 		ConstLabels: prometheus.Labels{"name": modelName, "version": modelVersion, "sha256": sha256},
 	})
 	info.Set(1)
-	for _, reason := range []string{"bad_request", "too_large", "model_error"} {
+	for _, reason := range []string{"bad_request", "too_large", "unsupported_media_type", "overloaded", "non_finite_output", "model_error"} {
 		m.errors.WithLabelValues(reason)
 	}
 	reg.MustRegister(m.requests, m.inFlight, m.duration, m.inference, m.rows, m.errors, m.ready, info,

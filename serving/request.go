@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
+
+	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
 // InferRequest is an Open Inference Protocol (KServe v2) inference request.
@@ -84,7 +87,7 @@ func DecodeInferRequest(body []byte, spec InputSpec) (*Batch, error) {
 	if err := dec.Decode(&req); err != nil {
 		return nil, badRequest("request body is not a valid inference request: %v", jsonProblem(err))
 	}
-	if dec.More() {
+	if strictjson.AtEnd(dec) != nil {
 		return nil, badRequest("request body has data after the JSON object")
 	}
 	if len(req.Inputs) != 1 {
@@ -132,47 +135,127 @@ func checkShape(shape []int64, spec InputSpec) (int, error) {
 	return int(shape[0]), nil
 }
 
-// decodeData accepts the flat form [v, v, ...] and the nested form [[v, ...], ...].
+// decodeData reads "data" one token at a time, in the flat form [v, v, ...] or the nested form
+// [[v, ...], ...], into exactly rows × features values. It stops at the first value past that
+// count, so what a request can make the server hold is bounded by the shape it declares (and
+// MaxBatch), not by how many values its body carries.
 func decodeData(raw json.RawMessage, rows, features int) ([]float32, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil, badRequest("input has no \"data\"")
 	}
-	// encoding/json turns null into 0 inside a []float64; a missing value must not become a pixel.
-	if bytes.Contains(raw, []byte("null")) {
-		return nil, badRequest("input data contains null; every value must be a number")
+	d := &dataReader{dec: json.NewDecoder(bytes.NewReader(raw)), rows: rows, features: features,
+		out: make([]float32, 0, rows*features)}
+	d.dec.UseNumber()
+	if err := d.read(); err != nil {
+		return nil, err
 	}
-	var values []float64
-	var flat []float64
-	if err := json.Unmarshal(raw, &flat); err == nil {
-		values = flat
-	} else {
-		var nested [][]float64
-		if err2 := json.Unmarshal(raw, &nested); err2 != nil {
-			return nil, badRequest("input data must be an array of numbers (flat or one array per row): %v", jsonProblem(err))
+	return d.out, nil
+}
+
+// dataReader is the state of one decodeData.
+type dataReader struct {
+	dec            *json.Decoder
+	rows, features int
+	out            []float32
+}
+
+const notArray = "input data must be an array of numbers (flat or one array per row)"
+
+func (d *dataReader) read() error {
+	if tok, err := d.dec.Token(); err != nil || tok != json.Delim('[') {
+		return badRequest(notArray)
+	}
+	want := d.rows * d.features
+	nestedRows := -1 // -1 until the first element says which form this is
+	for d.dec.More() {
+		tok, err := d.dec.Token()
+		if err != nil {
+			return badRequest("%s: %v", notArray, jsonProblem(err))
 		}
-		if len(nested) != rows {
-			return nil, badRequest("input data has %d rows; the shape says %d", len(nested), rows)
-		}
-		values = make([]float64, 0, rows*features)
-		for i, row := range nested {
-			if len(row) != features {
-				return nil, badRequest("input data row %d has %d values; the model takes %d", i, len(row), features)
+		if tok == json.Delim('[') {
+			if nestedRows == -1 {
+				nestedRows = 0
 			}
-			values = append(values, row...)
+			if nestedRows < 0 {
+				return badRequest("%s, not a mix of the two", notArray)
+			}
+			if nestedRows == d.rows {
+				return badRequest("input data has more than %d rows; the shape says %d", d.rows, d.rows)
+			}
+			if err := d.row(nestedRows); err != nil {
+				return err
+			}
+			nestedRows++
+			continue
+		}
+		if nestedRows >= 0 {
+			return badRequest("%s, not a mix of the two", notArray)
+		}
+		nestedRows = -2 // flat
+		if len(d.out) == want {
+			return badRequest("input data has more than %d values; shape [%d, %d] needs %d", want, d.rows, d.features, want)
+		}
+		if err := d.value(tok); err != nil {
+			return err
 		}
 	}
-	if len(values) != rows*features {
-		return nil, badRequest("input data has %d values; shape [%d, %d] needs %d", len(values), rows, features, rows*features)
+	if nestedRows >= 0 && nestedRows != d.rows {
+		return badRequest("input data has %d rows; the shape says %d", nestedRows, d.rows)
 	}
-	out := make([]float32, len(values))
-	for i, v := range values {
-		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > math.MaxFloat32 {
-			return nil, badRequest("input value %d (row %d, feature %d) is %v, not a finite FP32 number", i, i/features, i%features, v)
+	if len(d.out) != want {
+		return badRequest("input data has %d values; shape [%d, %d] needs %d", len(d.out), d.rows, d.features, want)
+	}
+	return nil
+}
+
+// row reads one nested row, after its '['.
+func (d *dataReader) row(i int) error {
+	n := 0
+	for d.dec.More() {
+		if n == d.features {
+			return badRequest("input data row %d has more than %d values; the model takes %d", i, d.features, d.features)
 		}
-		out[i] = float32(v)
+		tok, err := d.dec.Token()
+		if err != nil {
+			return badRequest("%s: %v", notArray, jsonProblem(err))
+		}
+		if err := d.value(tok); err != nil {
+			return err
+		}
+		n++
 	}
-	return out, nil
+	if _, err := d.dec.Token(); err != nil { // the row's ']'
+		return badRequest("%s: %v", notArray, jsonProblem(err))
+	}
+	if n != d.features {
+		return badRequest("input data row %d has %d values; the model takes %d", i, n, d.features)
+	}
+	return nil
+}
+
+// value appends one element, which must be a finite number within FP32's range.
+func (d *dataReader) value(tok json.Token) error {
+	i := len(d.out)
+	where := fmt.Sprintf("input value %d (row %d, feature %d)", i, i/d.features, i%d.features)
+	switch v := tok.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil || math.Abs(f) > math.MaxFloat32 {
+			return badRequest("%s is %s, not a finite FP32 number", where, v)
+		}
+		d.out = append(d.out, float32(f))
+		return nil
+	case string:
+		return badRequest("%s is the string %q; values must be JSON numbers, and NaN and Infinity are not allowed", where, v)
+	case nil:
+		// encoding/json would make null a 0; a missing value must not become a pixel.
+		return badRequest("%s is null; every value must be a number", where)
+	case json.Delim:
+		return badRequest("%s is an array or object; %s", where, notArray)
+	default:
+		return badRequest("%s is %v; every value must be a number", where, v)
+	}
 }
 
 func checkOutputs(requested []RequestOutput, known []string) ([]string, error) {

@@ -29,6 +29,45 @@ func TestDecodeAcceptsFlatAndNestedData(t *testing.T) {
 	assert.Equal(t, []float32{1, 2, 3, 4, 5, 6, 7, 8.5}, flat.Data)
 }
 
+// The count is checked while decoding: a body with far more values than its shape declares is
+// refused at the first value past the count, naming it, with every form of excess.
+func TestDecodeStopsAtTheFirstValuePastTheShape(t *testing.T) {
+	many := strings.TrimSuffix(strings.Repeat("1,", 100000), ",")
+	rows := strings.TrimSuffix(strings.Repeat("[1,2,3,4],", 3), ",")
+	cases := map[string]struct{ data, want string }{
+		"flat":             {"[" + many + "]", "more than 8 values; shape [2, 4] needs 8"},
+		"nested, long row": {"[[" + many + "]]", "row 0 has more than 4 values"},
+		"nested, too many": {"[" + rows + "]", "more than 2 rows"},
+		"mixed forms":      {"[[1,2,3,4],5,6,7,8]", "not a mix"},
+		"NaN as a string":  {`[1,2,"NaN",4,5,6,7,8]`, `input value 2 (row 0, feature 2) is the string "NaN"; values must be JSON numbers, and NaN and Infinity are not allowed`},
+		"Infinity":         {`[[1,2,3,4],[5,"-Infinity",7,8]]`, `input value 5 (row 1, feature 1) is the string "-Infinity"`},
+		"overflow":         {"[1,2,3,4,5,6,7,1e999]", "input value 7 (row 1, feature 3) is 1e999, not a finite FP32 number"},
+		"null":             {"[1,null,3,4,5,6,7,8]", "input value 1 (row 0, feature 1) is null"},
+		"object":           {`[1,{"a":1},3,4,5,6,7,8]`, "input value 1 (row 0, feature 1) is an array or object"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := serving.DecodeInferRequest([]byte(`{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","data":`+tc.data+`}]}`), testSpec)
+			var reqErr *serving.RequestError
+			require.ErrorAs(t, err, &reqErr)
+			assert.Equal(t, http.StatusBadRequest, reqErr.Status)
+			assert.Contains(t, reqErr.Message, tc.want)
+		})
+	}
+}
+
+// Anything after the request object is refused, including a stray '}' or ']', which
+// json.Decoder.More() does not see.
+func TestDecodeRefusesTrailingData(t *testing.T) {
+	body := `{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`
+	_, err := serving.DecodeInferRequest([]byte(body+" \n"), testSpec)
+	require.NoError(t, err)
+	for _, tail := range []string{"}", "}junk", "]", "{}"} {
+		_, err := serving.DecodeInferRequest([]byte(body+tail), testSpec)
+		assert.ErrorContains(t, err, "data after the JSON object", "tail %q", tail)
+	}
+}
+
 // FuzzDecodeInferRequest: whatever the bytes, the decoder never panics, and it either returns
 // a batch the model can run as is, or a 4xx RequestError with a message.
 func FuzzDecodeInferRequest(f *testing.F) {

@@ -3,14 +3,18 @@
 package serving
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"mime"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,7 +28,12 @@ const (
 	DefaultMaxBodyBytes    = 4 << 20
 	DefaultMaxBatch        = 1024
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultQueueTimeout    = 5 * time.Second
 )
+
+// DefaultMaxInFlight bounds the inference requests read, decoded and run at once: inference is
+// CPU-bound, so more than a couple per core only adds memory, not throughput.
+func DefaultMaxInFlight() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 
 // Config is what a Server is built with.
 type Config struct {
@@ -34,7 +43,12 @@ type Config struct {
 	MaxBodyBytes    int64         // inference request bodies over this get 413
 	MaxBatch        int           // rows per request at most
 	ShutdownTimeout time.Duration // how long in-flight requests get after a stop signal
-	Logger          *slog.Logger
+	// MaxInFlight inference requests are read, decoded and run at once; the others wait up to
+	// QueueTimeout for a turn, then get 503 with Retry-After. Memory is bounded by
+	// MaxInFlight × MaxBodyBytes, not by how many clients call.
+	MaxInFlight  int
+	QueueTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Server serves one model.
@@ -45,6 +59,7 @@ type Server struct {
 	metrics *metrics
 	ready   atomic.Bool
 	handler http.Handler
+	slots   chan struct{} // one per inference request in flight
 }
 
 // New wires the HTTP API around a loaded model. The server is not ready until WarmUp passes.
@@ -64,10 +79,17 @@ func New(model *inference.Model, cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight()
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = DefaultQueueTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, model: model, metrics: newMetrics(cfg.ModelName, cfg.ModelVersion, model.SHA256())}
+	s := &Server{cfg: cfg, model: model, metrics: newMetrics(cfg.ModelName, cfg.ModelVersion, model.SHA256()),
+		slots: make(chan struct{}, cfg.MaxInFlight)}
 	s.spec = InputSpec{Name: model.Input().Name, Features: model.Features(), MaxBatch: cfg.MaxBatch}
 	for _, o := range model.Outputs() {
 		s.spec.Outputs = append(s.spec.Outputs, o.Name)
@@ -239,16 +261,27 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the model is not ready yet; wait for /v2/health/ready")
 		return
 	}
+	if msg := unsupportedEncoding(r); msg != "" {
+		s.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg)
+		return
+	}
+	// The turn is taken before the body is read, so a waiting request holds no more than its
+	// connection.
+	if !s.takeTurn(r.Context()) {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, http.StatusServiceUnavailable, "overloaded",
+			fmt.Sprintf("the server is busy (%d requests in flight, none finished within %s); retry after a second", s.cfg.MaxInFlight, s.cfg.QueueTimeout))
+		return
+	}
+	defer func() { <-s.slots }()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.metrics.errors.WithLabelValues("too_large").Inc()
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes; send fewer rows per request", s.cfg.MaxBodyBytes))
+			s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is over %d bytes; send fewer rows per request", s.cfg.MaxBodyBytes))
 			return
 		}
-		s.metrics.errors.WithLabelValues("bad_request").Inc()
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("read request body: %v", err))
+		s.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("read request body: %v", err))
 		return
 	}
 	batch, err := DecodeInferRequest(body, s.spec)
@@ -261,9 +294,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		if reqErr.Status == http.StatusRequestEntityTooLarge {
 			reason = "too_large"
 		}
-		s.metrics.errors.WithLabelValues(reason).Inc()
-		s.cfg.Logger.Debug("rejected inference request", "status", reqErr.Status, "error", reqErr.Message)
-		writeError(w, reqErr.Status, reqErr.Message)
+		s.fail(w, reqErr.Status, reason, reqErr.Message)
 		return
 	}
 	start := time.Now()
@@ -275,11 +306,18 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "inference failed; see the server log")
 		return
 	}
-	s.metrics.rows.Add(float64(batch.Rows))
 	resp := InferResponse{ModelName: s.cfg.ModelName, ModelVersion: s.cfg.ModelVersion, ID: batch.ID}
 	for _, o := range outs {
 		if len(batch.Outputs) > 0 && !slices.Contains(batch.Outputs, o.Name) {
 			continue
+		}
+		if i := nonFinite(o.Data); i >= 0 {
+			// JSON has no NaN: this would be an empty 200. The input was valid but outside what
+			// the model computes sensibly (e.g. values near FP32's limits).
+			s.fail(w, http.StatusUnprocessableEntity, "non_finite_output", fmt.Sprintf(
+				"the model computed %v for output %q, element %d (row %d); the input is valid FP32 but outside the range this model handles, check its scale",
+				o.Data[i], o.Name, i, i/max(1, len(o.Data)/batch.Rows)))
+			return
 		}
 		shape := make([]int64, len(o.Shape))
 		for i, d := range o.Shape {
@@ -287,13 +325,79 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Outputs = append(resp.Outputs, ResponseOutput{Name: o.Name, Datatype: inference.DatatypeFP32, Shape: shape, Data: o.Data})
 	}
+	s.metrics.rows.Add(float64(batch.Rows))
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// takeTurn waits for a free slot, up to QueueTimeout or until the client goes away.
+func (s *Server) takeTurn(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueueTimeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// fail answers a refused inference request and counts it by reason.
+func (s *Server) fail(w http.ResponseWriter, status int, reason, msg string) {
+	s.metrics.errors.WithLabelValues(reason).Inc()
+	s.cfg.Logger.Debug("refused inference request", "status", status, "reason", reason, "error", msg)
+	writeError(w, status, msg)
+}
+
+// unsupportedEncoding says why a request body is not plain JSON, or "". A body is JSON when it
+// says so or says nothing (curl -d sends form encoding's type, so that one is read as JSON too);
+// compressed bodies are refused rather than read as garbage.
+func unsupportedEncoding(r *http.Request) string {
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return fmt.Sprintf("Content-Encoding %q is not supported; send the JSON body uncompressed", ce)
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Sprintf("Content-Type %q is malformed; send application/json", ct)
+	}
+	if mt != "application/json" && mt != "application/x-www-form-urlencoded" && mt != "text/plain" {
+		return fmt.Sprintf("Content-Type %q is not supported; send application/json", mt)
+	}
+	return ""
+}
+
+// nonFinite is the index of the first NaN or infinite value, or -1.
+func nonFinite(data []float32) int {
+	for i, v := range data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// writeJSON encodes v before sending anything, so a value that cannot be encoded is a 500 with
+// a message, never a status with an empty body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = json.NewEncoder(&buf).Encode(map[string]string{"error": "encode the response: " + err.Error()})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // writeError answers with the body every client of this server can rely on: {"error": "..."}.

@@ -28,8 +28,8 @@ var version = "dev"
 type options struct {
 	modelPath, modelName, modelVersion, addr, logLevel string
 	maxBodyBytes                                       int64
-	maxBatch                                           int
-	shutdownTimeout                                    time.Duration
+	maxBatch, maxInFlight                              int
+	shutdownTimeout, queueTimeout                      time.Duration
 	showVersion                                        bool
 	probeURL                                           string
 }
@@ -76,6 +76,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", env("MODELSHIP_LOG_LEVEL", "info"), "debug, info, warn or error (MODELSHIP_LOG_LEVEL)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", envInt("MODELSHIP_MAX_BODY_BYTES", serving.DefaultMaxBodyBytes), "largest inference request body in bytes (MODELSHIP_MAX_BODY_BYTES)")
 	fs.IntVar(&o.maxBatch, "max-batch", int(envInt("MODELSHIP_MAX_BATCH", serving.DefaultMaxBatch)), "most rows in one inference request (MODELSHIP_MAX_BATCH)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", int(envInt("MODELSHIP_MAX_IN_FLIGHT", int64(serving.DefaultMaxInFlight()))), "inference requests read and run at once; more wait (MODELSHIP_MAX_IN_FLIGHT)")
+	fs.DurationVar(&o.queueTimeout, "queue-timeout", serving.DefaultQueueTimeout, "how long a request waits for its turn before a 503 with Retry-After")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", serving.DefaultShutdownTimeout, "time in-flight requests get to finish after SIGTERM")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.probeURL, "probe", "", "GET this URL, exit 0 on 200 and 1 otherwise (a HEALTHCHECK for images without curl)")
@@ -85,8 +87,8 @@ func parseFlags(args []string) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; every setting is a flag (see -h)", fs.Args())
 	}
-	if o.maxBodyBytes <= 0 || o.maxBatch <= 0 {
-		return nil, errors.New("-max-body-bytes and -max-batch must be positive")
+	if o.maxBodyBytes <= 0 || o.maxBatch <= 0 || o.maxInFlight <= 0 || o.queueTimeout <= 0 {
+		return nil, errors.New("-max-body-bytes, -max-batch, -max-in-flight and -queue-timeout must be positive")
 	}
 	return o, nil
 }
@@ -142,6 +144,7 @@ func serve(o *options, logger *slog.Logger) error {
 	srv, err := serving.New(model, serving.Config{
 		ModelName: o.modelName, ModelVersion: o.modelVersion, ServerVersion: version,
 		MaxBodyBytes: o.maxBodyBytes, MaxBatch: o.maxBatch, ShutdownTimeout: o.shutdownTimeout, Logger: logger,
+		MaxInFlight: o.maxInFlight, QueueTimeout: o.queueTimeout,
 	})
 	if err != nil {
 		return err
