@@ -54,7 +54,9 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	if _, err := pulled.Sync(ctx); err != nil {
 		return nil, res, failed(fmt.Sprintf("pull model %s@%s from the registry", m.ModelName, res.Manifest.Version), err)
 	}
-	return pulled.File("/model/model.onnx"), res, nil
+	// The pull runs in the CLI's container, which is rebuilt with every source change; a fixed
+	// time keeps the file, and so the image's model layer, byte-identical across code changes.
+	return pulled.File("/model/model.onnx").WithTimestamps(0), res, nil
 }
 
 // serverImage builds serving/Dockerfile with the model placed in the build context.
