@@ -128,7 +128,7 @@ nothing. A second pull of the same digest is served from the cache and transfers
 			m := res.Manifest
 			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s@%s (git %s) sha256:%s to %s: %s in %s\n",
 				m.Name, m.Version, short(m.GitSHA), m.SHA256, res.Path, source, time.Since(start).Round(time.Millisecond))
-			if res.ResolvedBy == registry.ResolvedByPin {
+			if res.ResolvedBy == manifest.ResolvedByPin {
 				fmt.Fprintf(cmd.OutOrStdout(), "no version was pushed from git %s: %s pins %s\n", short(ref.GitSHA), opts.pinnedFrom, m.Version)
 			}
 			return nil

@@ -28,14 +28,6 @@ type Ref struct {
 	Pinned string
 }
 
-// How a Ref was resolved, as PullResult.ResolvedBy says.
-const (
-	ResolvedByVersion = manifest.ResolvedByVersion
-	ResolvedByLatest  = manifest.ResolvedByLatest
-	ResolvedByGitSHA  = manifest.ResolvedByGitSHA
-	ResolvedByPin     = manifest.ResolvedByPin
-)
-
 func (ref Ref) String() string {
 	if ref.GitSHA != "" {
 		return ref.Name + "@sha:" + ref.GitSHA
@@ -49,7 +41,7 @@ func (r *Registry) Resolve(ctx context.Context, ref Ref) (*Manifest, error) {
 	return m, err
 }
 
-// Lookup finds the manifest a Ref points at and says how (one of the ResolvedBy values).
+// Lookup finds the manifest a Ref points at and says how (one of manifest.ResolvedBy*).
 func (r *Registry) Lookup(ctx context.Context, ref Ref) (*Manifest, string, error) {
 	if err := ValidateName(ref.Name); err != nil {
 		return nil, "", err
@@ -69,9 +61,9 @@ func (r *Registry) Lookup(ctx context.Context, ref Ref) (*Manifest, string, erro
 			if perr != nil {
 				return nil, "", fmt.Errorf("no version of model %q was pushed from git SHA %s, and the pinned version: %w", ref.Name, ref.GitSHA, perr)
 			}
-			return pinned, ResolvedByPin, nil
+			return pinned, manifest.ResolvedByPin, nil
 		}
-		return m, ResolvedByGitSHA, err
+		return m, manifest.ResolvedByGitSHA, err
 	case ref.Version == "" || ref.Version == Latest:
 		all, err := r.List(ctx, ref.Name)
 		if err != nil {
@@ -80,13 +72,13 @@ func (r *Registry) Lookup(ctx context.Context, ref Ref) (*Manifest, string, erro
 		if len(all) == 0 {
 			return nil, "", fmt.Errorf("%w: model %q has no versions in s3://%s; push one with `modelship model push`", ErrNotFound, ref.Name, r.bucket)
 		}
-		return &all[0], ResolvedByLatest, nil
+		return &all[0], manifest.ResolvedByLatest, nil
 	default:
 		if err := ValidateVersion(ref.Version); err != nil {
 			return nil, "", err
 		}
 		m, err := r.manifest(ctx, ref.Name, ref.Version)
-		return m, ResolvedByVersion, err
+		return m, manifest.ResolvedByVersion, err
 	}
 }
 
