@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -311,7 +310,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		if len(batch.Outputs) > 0 && !slices.Contains(batch.Outputs, o.Name) {
 			continue
 		}
-		if i := nonFinite(o.Data); i >= 0 {
+		if i := inference.NonFinite(o.Data); i >= 0 {
 			// JSON has no NaN: this would be an empty 200. The input was valid but outside what
 			// the model computes sensibly (e.g. values near FP32's limits).
 			s.fail(w, http.StatusUnprocessableEntity, "non_finite_output", fmt.Sprintf(
@@ -374,16 +373,6 @@ func unsupportedEncoding(r *http.Request) string {
 		return fmt.Sprintf("Content-Type %q is not supported; send application/json", mt)
 	}
 	return ""
-}
-
-// nonFinite is the index of the first NaN or infinite value, or -1.
-func nonFinite(data []float32) int {
-	for i, v := range data {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return i
-		}
-	}
-	return -1
 }
 
 // writeJSON encodes v before sending anything, so a value that cannot be encoded is a 500 with

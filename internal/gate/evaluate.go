@@ -87,10 +87,8 @@ func predictedClass(resp *serving.InferResponse, classes int) (int, error) {
 	if len(out.Data) != classes {
 		return 0, fmt.Errorf("output %q has %d values; the fixtures have %d classes", out.Name, len(out.Data), classes)
 	}
-	for _, v := range out.Data {
-		if math.IsNaN(float64(v)) {
-			return 0, fmt.Errorf("output %q holds NaN", out.Name)
-		}
+	if i := inference.NonFinite(out.Data); i >= 0 {
+		return 0, fmt.Errorf("output %q holds %v", out.Name, out.Data[i])
 	}
 	return inference.ArgmaxRow(out.Data), nil
 }

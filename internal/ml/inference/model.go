@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 
@@ -217,6 +218,17 @@ func Argmax(o Output) []int {
 		labels[r] = ArgmaxRow(o.Data[r*width : (r+1)*width])
 	}
 	return labels
+}
+
+// NonFinite returns the index of the first NaN or infinite value, or -1: an output that no
+// JSON response can carry and no prediction can rest on.
+func NonFinite(data []float32) int {
+	for i, v := range data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return i
+		}
+	}
+	return -1
 }
 
 // ArgmaxRow returns the index of the largest value of one row (the first on ties).
