@@ -34,11 +34,14 @@ func (p Plan) Run(ctx context.Context, steps *Steps) error {
 	for i, a := range p {
 		start := time.Now()
 		err := a.Run(ctx)
-		*steps = append(*steps, Step{Name: a.Name, Duration: time.Since(start), Status: StepOK})
+		status := StepOK
+		if err != nil {
+			status = StepFailed
+		}
+		*steps = append(*steps, Step{Name: a.Name, Duration: time.Since(start), Status: status})
 		if err == nil {
 			continue
 		}
-		(*steps)[len(*steps)-1].Status = StepFailed
 		undoCtx := context.WithoutCancel(ctx)
 		for j := i - 1; j >= 0; j-- {
 			if p[j].Undo == nil {

@@ -18,6 +18,7 @@ type instance struct {
 	id   string
 	port string // host port it is published on; a candidate's is known once it runs
 	rel  deploy.Release
+	at   string // where the checks reach it, found by the first check
 }
 
 // keep leaves an error as it is.
@@ -75,9 +76,12 @@ func (in *instance) verification(annotate func(error) error) []deploy.Action {
 		return func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, in.d.cfg.ReadyTimeout)
 			defer cancel()
-			url, err := in.url(ctx)
+			var err error
+			if in.at == "" {
+				in.at, err = in.url(ctx)
+			}
 			if err == nil {
-				err = fn(ctx, serving.NewClient(url))
+				err = fn(ctx, serving.NewClient(in.at))
 			}
 			if err != nil && !strings.Contains(err.Error(), "exited with code") {
 				err = fmt.Errorf("%w (container log: %s)", err, in.d.logTail(context.WithoutCancel(ctx), in.id))
