@@ -18,6 +18,7 @@ install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v file >/dev/null || missing+=(file)
+  command -v ip >/dev/null || missing+=(iproute2)
   command -v npm >/dev/null || missing+=(npm)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
   [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || missing+=(busybox-static)
@@ -36,6 +37,29 @@ docker_answers() {
   timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
 
+# make_bridge gives this run's dockerd a bridge of its own on a subnet no route on the host
+# holds. docker0 is not safe to reuse: a dockerd killed without a chance to clean up (a machine
+# snapshot, a kill -9) leaves network namespaces behind that still answer for 172.17.0.x on it,
+# so a new container given the same address is unreachable and every check hangs.
+BRIDGE=""
+BRIDGE_NET=""
+make_bridge() {
+  local n routes
+  routes=$(ip -4 route show)
+  for n in $(seq 0 254); do
+    grep -q "^10\.213\.$n\.0/24 " <<<"$routes" && continue
+    BRIDGE="msdocker$n"
+    BRIDGE_NET="10.213.$n.0/24"
+    ip link delete "$BRIDGE" 2>/dev/null || true
+    ip link add "$BRIDGE" type bridge
+    ip addr add "10.213.$n.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+    return 0
+  done
+  echo "test: no free 10.213.x.0/24 subnet for the Docker bridge" >&2
+  exit 1
+}
+
 # ensure_docker uses the engine DOCKER_HOST (or the default socket) names, or starts dockerd with
 # its data in the cache, so base images and build layers survive from one run to the next.
 DOCKERD_PID=""
@@ -52,9 +76,10 @@ ensure_docker() {
   run_dir=$(mktemp -d /tmp/modelship-dockerd.XXXXXX)
   data_dir="$MODELSHIP_CACHE/dockerd/$(dockerd --version | awk '{print $3}' | tr -d ,)"
   mkdir -p "$data_dir"
-  log "starting dockerd (data in $data_dir)"
+  make_bridge
+  log "starting dockerd (data in $data_dir, containers on $BRIDGE $BRIDGE_NET)"
   dockerd --host "unix://$run_dir/docker.sock" --data-root "$data_dir" --exec-root "$run_dir/exec" \
-    --pidfile "$run_dir/docker.pid" >"$run_dir/dockerd.log" 2>&1 &
+    --pidfile "$run_dir/docker.pid" --bridge "$BRIDGE" >"$run_dir/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   export DOCKER_HOST="unix://$run_dir/docker.sock"
   for _ in $(seq 1 120); do
@@ -76,6 +101,9 @@ stop_docker() {
   if [[ -n "$DOCKERD_PID" ]]; then
     kill "$DOCKERD_PID" 2>/dev/null || true
     wait "$DOCKERD_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$BRIDGE" ]]; then
+    ip link delete "$BRIDGE" 2>/dev/null || true
   fi
 }
 trap stop_docker EXIT

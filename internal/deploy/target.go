@@ -113,20 +113,46 @@ func WaitReady(ctx context.Context, client *serving.Client, alive func(context.C
 	defer ticker.Stop()
 	var last error
 	for i := 0; ; i++ {
-		if last = client.Ready(ctx); last == nil {
+		err := probeReady(ctx, client)
+		if err == nil {
 			return nil
+		}
+		// A probe cut short by the deadline says less than the one before it.
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+		if ctx.Err() != nil {
+			return notReady(last)
 		}
 		if i%5 == 0 && alive != nil {
 			if err := alive(ctx); err != nil {
+				if ctx.Err() != nil {
+					return notReady(last)
+				}
 				return fmt.Errorf("%w: %w", ErrVerification, err)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: not ready before the deadline: %v", ErrVerification, last)
+			return notReady(last)
 		case <-ticker.C:
 		}
 	}
+}
+
+func notReady(last error) error {
+	return fmt.Errorf("%w: not ready before the deadline: %v", ErrVerification, last)
+}
+
+// ProbeTimeout bounds one readiness probe, as a Kubernetes probe's timeoutSeconds does: a
+// connection that hangs (a black-holed address, a proxy whose backend never answers) is
+// retried instead of using up the whole ready budget in one attempt.
+const ProbeTimeout = 2 * time.Second
+
+func probeReady(ctx context.Context, client *serving.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	return client.Ready(ctx)
 }
 
 // SmokeTest runs rel's smoke inference against the server client reaches: the prediction must
