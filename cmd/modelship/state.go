@@ -63,8 +63,9 @@ func printState(w io.Writer, st *deploystate.State, where string) {
 		}
 		fmt.Fprintf(w, "  before: %s@%s git %s image %s deployed %s\n", d.ModelName, d.ModelVersion, short(d.GitSHA), d.Image, d.DeployedAt.Format(time.RFC3339))
 	}
-	recent := st.RollbacksSince(time.Now().Add(-deploystate.RollbackWindow))
-	fmt.Fprintf(w, "rollbacks: %d recorded, %d in the last hour (budget %d)\n", len(st.Rollbacks), recent, deploystate.RollbackBudget)
+	hourAgo := time.Now().Add(-deploystate.RollbackWindow)
+	fmt.Fprintf(w, "rollbacks: %d recorded, %d in the last hour (budget %d), %d failed attempts in the last hour (not counted)\n",
+		len(st.Rollbacks), st.RollbacksSince(hourAgo), deploystate.RollbackBudget, st.FailedRollbacksSince(hourAgo))
 }
 
 func newStateResumeCmd(g *globals) *cobra.Command {

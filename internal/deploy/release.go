@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/modelship/modelship/internal/deploystate"
@@ -87,6 +88,9 @@ func deployment(rel Release, res *Result, target, run string) deploystate.Deploy
 	if res.ImageDigest != "" && !isImageID(res.ImageDigest) {
 		d.Image, d.ImageID = res.ImageDigest, ""
 	}
+	if name, version, ok := strings.Cut(res.Model, "@"); ok {
+		d.ModelName, d.ModelVersion = name, version
+	}
 	return d
 }
 
@@ -137,18 +141,20 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 		return nil, fmt.Errorf("%w: rollback target %q: use current or previous", deploystate.ErrInvalidInput, req.To)
 	}
 	from := st.Current
-	_, err = deps.State.AdmitRollback(ctx, req.Environment, deploystate.Rollback{From: from, To: target, Reason: req.Reason, PipelineRun: req.PipelineRun, Evidence: req.Evidence})
+	admitted, err := deps.State.AdmitRollback(ctx, req.Environment, deploystate.Rollback{From: from, To: target, Reason: req.Reason, PipelineRun: req.PipelineRun, Evidence: req.Evidence})
 	if err != nil {
 		if errors.Is(err, deploystate.ErrHalted) {
 			deps.notify(ctx, notify.Event{Kind: notify.Halted, Environment: req.Environment, Message: err.Error()})
 		}
 		return nil, err
 	}
+	// The admission is recorded before the redeploy, so concurrent rollbacks and one that dies
+	// half-way count against the budget; only a redeploy seen to fail is taken off it.
+	at := admitted.Rollbacks[len(admitted.Rollbacks)-1].At
 	rel := Release{Image: target.Image, ModelName: target.ModelName, ModelVersion: target.ModelVersion, GitSHA: target.GitSHA, Smoke: req.Smoke}
 	res, err := deps.Target.Deploy(ctx, rel)
 	if err != nil {
-		deps.notify(ctx, notify.Event{Kind: notify.VerificationFailed, Environment: req.Environment, Image: target.Image, GitSHA: target.GitSHA, Message: "rollback: " + err.Error()})
-		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("roll %s back to %s: %w", req.Environment, target.Image, err)
+		return &Outcome{Result: res, Elapsed: time.Since(start)}, deps.rollbackFailed(ctx, req.Environment, at, target, err)
 	}
 	elapsed := time.Since(start)
 	st, err = deps.State.Update(ctx, req.Environment, func(s *deploystate.State) error { return s.RolledBackTo(target) })
@@ -159,6 +165,23 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 		Model:   target.ModelName + "@" + target.ModelVersion,
 		Message: fmt.Sprintf("rolled back to %s@%s (git %.12s) in %s: %s", target.ModelName, target.ModelVersion, target.GitSHA, elapsed.Round(time.Millisecond), req.Reason)})
 	return &Outcome{Result: res, Deployment: target, State: st, Elapsed: elapsed}, nil
+}
+
+// rollbackFailed logs the failed attempt in the state (so it stops counting as a rollback) and
+// alerts, saying how many attempts failed within the window.
+func (deps Deps) rollbackFailed(ctx context.Context, env string, at time.Time, target deploystate.Deployment, cause error) error {
+	err := fmt.Errorf("roll %s back to %s: %w", env, target.Image, cause)
+	failed := 1
+	st, recErr := deps.State.RollbackFailed(context.WithoutCancel(ctx), env, at, cause.Error())
+	if recErr != nil {
+		err = fmt.Errorf("%w; and logging the failed attempt in deploy_state.json failed too, so it still counts against the rollback budget: %v", err, recErr)
+	} else {
+		failed = st.FailedRollbacksSince(time.Now().Add(-deploystate.RollbackWindow))
+	}
+	deps.notify(ctx, notify.Event{Kind: notify.VerificationFailed, Environment: env, Image: target.Image, GitSHA: target.GitSHA,
+		Model:   target.ModelName + "@" + target.ModelVersion,
+		Message: fmt.Sprintf("rollback attempt failed (%d failed within %s; the live release was not interrupted): %v", failed, deploystate.RollbackWindow, cause)})
+	return err
 }
 
 func (deps Deps) notify(ctx context.Context, e notify.Event) {

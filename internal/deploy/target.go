@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +68,8 @@ type Result struct {
 	ImageDigest string // repo@sha256:... when the image came from a registry, else the image ID
 	Instance    string // container ID, deployment name, ...
 	URL         string // where the verified server answers
-	Reused      bool   // an earlier instance was started again instead of a new one
+	Model       string // name@version the verified server serves, when the target read it off the image
+	Reused      bool   // nothing was fetched: the live instance, the image on the host or the idle colour served again
 	Steps       Steps
 }
 
@@ -101,6 +103,31 @@ func (s Steps) String() string {
 	}
 	parts = append(parts, fmt.Sprintf("total %s", s.Total().Round(time.Millisecond)))
 	return strings.Join(parts, ", ")
+}
+
+// ErrModelMismatch marks a release whose model name or version disagrees with what its image
+// says it carries: recording it would put a version in deploy_state.json that is not serving.
+var ErrModelMismatch = errors.New("release does not match its image")
+
+// AgreeWithImage checks rel against the model name and version an image's labels carry (build-image
+// sets dev.modelship.model.name and .version) and fills in what rel leaves empty. An image without
+// labels (built elsewhere) passes unchanged; the server's metadata is checked after it starts.
+func AgreeWithImage(rel Release, labels map[string]string) (Release, error) {
+	for _, f := range []struct {
+		flag, label string
+		value       *string
+	}{{"--model-name", LabelModelName, &rel.ModelName}, {"--model-version", LabelModelVersion, &rel.ModelVersion}} {
+		baked := labels[f.label]
+		switch {
+		case baked == "":
+		case *f.value == "":
+			*f.value = baked
+		case *f.value != baked:
+			return rel, fmt.Errorf("%w: %s says %s %q, the release says %q; drop %s to take the image's, or deploy the image built for %q",
+				ErrModelMismatch, rel.Image, f.label, baked, *f.value, f.flag, *f.value)
+		}
+	}
+	return rel, nil
 }
 
 // ErrVerification marks a release that started but failed its readiness or smoke check.
@@ -155,15 +182,20 @@ func probeReady(ctx context.Context, client *serving.Client) error {
 	return client.Ready(ctx)
 }
 
-// SmokeTest runs rel's smoke inference against the server client reaches: the prediction must
-// be the sample's label. A release without a smoke input passes.
+// SmokeTest checks that the server client reaches serves rel's model at rel's version (its
+// metadata), then runs rel's smoke inference: the prediction must be the sample's label. A
+// release without a smoke input gets the metadata check only.
 func SmokeTest(ctx context.Context, client *serving.Client, rel Release) error {
-	if len(rel.Smoke.Input) == 0 {
-		return nil
-	}
 	meta, err := client.Metadata(ctx, rel.ModelName)
 	if err != nil {
 		return fmt.Errorf("%w: smoke test: %w", ErrVerification, err)
+	}
+	if rel.ModelVersion != "" && !slices.Contains(meta.Versions, rel.ModelVersion) {
+		return fmt.Errorf("%w: %w: the server serves %s at versions %q, the release says %q", ErrVerification, ErrModelMismatch,
+			rel.ModelName, meta.Versions, rel.ModelVersion)
+	}
+	if len(rel.Smoke.Input) == 0 {
+		return nil
 	}
 	if len(meta.Inputs) != 1 {
 		return fmt.Errorf("%w: smoke test: model %s has %d inputs", ErrVerification, rel.ModelName, len(meta.Inputs))

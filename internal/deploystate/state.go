@@ -77,6 +77,9 @@ type Rollback struct {
 	Reason      string      `json:"reason"`
 	PipelineRun string      `json:"pipeline_run,omitempty"`
 	Evidence    string      `json:"evidence,omitempty"`
+	// Failed is set when the redeploy failed its checks: the environment never went back, so
+	// the attempt is logged but does not count against the budget.
+	Failed string `json:"failed,omitempty"`
 }
 
 // Halt records why the environment stopped taking deploys and rollbacks.
@@ -189,15 +192,42 @@ func (s *State) RecordDeploy(d Deployment) error {
 	return nil
 }
 
-// RollbacksSince counts the recorded rollbacks at or after t.
+// RollbacksSince counts the rollbacks at or after t that did not fail (admitted, under way
+// or done).
 func (s *State) RollbacksSince(t time.Time) int {
 	n := 0
 	for _, r := range s.Rollbacks {
-		if !r.At.Before(t) {
+		if !r.At.Before(t) && r.Failed == "" {
 			n++
 		}
 	}
 	return n
+}
+
+// FailedRollbacksSince counts the rollback attempts at or after t whose redeploy failed.
+func (s *State) FailedRollbacksSince(t time.Time) int {
+	n := 0
+	for _, r := range s.Rollbacks {
+		if !r.At.Before(t) && r.Failed != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// RollbackFailed marks the rollback admitted at `at` as failed with why. A missing entry (pruned
+// past MaxRollbacks) is not an error: there is nothing left to correct.
+func (s *State) RollbackFailed(at time.Time, why string) error {
+	if strings.TrimSpace(why) == "" {
+		return fmt.Errorf("%w: a failed rollback needs its error", ErrInvalidInput)
+	}
+	for i := len(s.Rollbacks) - 1; i >= 0; i-- {
+		if s.Rollbacks[i].At.Equal(at) {
+			s.Rollbacks[i].Failed = why
+			return nil
+		}
+	}
+	return nil
 }
 
 // Previous is the deployment to go back to: the newest in history that differs from the

@@ -27,8 +27,8 @@ type Env struct {
 	// Serving is the git SHA of the release the environment's traffic reaches now ("" when
 	// none): a rollback may name the image by digest rather than by the tag it was deployed as.
 	Serving func(t *testing.T) string
-	// Forget removes every instance of release n that is not taking traffic, so a rollback to
-	// it must start it from its image.
+	// Forget removes everything of release n the target keeps while it is not taking traffic
+	// (stopped instances, the image on the host), so a rollback to it must fetch it again.
 	Forget func(t *testing.T, n int)
 }
 
@@ -41,7 +41,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) *Env) {
 		{"V1ThenV2", v1ThenV2},
 		{"FailedVerificationKeepsTheOldVersionServing", failedVerification},
 		{"RepeatedDeployIsANoOp", repeatedDeploy},
-		{"RollbackByRestart", rollbackByRestart},
+		{"RollbackReusesWhatIsLeft", rollbackReusesWhatIsLeft},
 		{"RollbackByImage", rollbackByImage},
 		{"ThirdRollbackWithinAnHourHalts", halt},
 	} {
@@ -105,12 +105,12 @@ func repeatedDeploy(t *testing.T, e *Env) {
 	assert.True(t, out.Result.Reused, "the live instance is kept, not replaced")
 }
 
-func rollbackByRestart(t *testing.T, e *Env) {
+func rollbackReusesWhatIsLeft(t *testing.T, e *Env) {
 	e.mustDeploy(t, 1)
 	e.mustDeploy(t, 2)
 	out, err := e.rollback(t, deploy.ToPrevious)
 	require.NoError(t, err)
-	assert.True(t, out.Result.Reused, "the previous instance is started again, not rebuilt")
+	assert.True(t, out.Result.Reused, "what release 1 left on the target is used again: nothing is pulled or rebuilt")
 	assert.Equal(t, e.Release(1).GitSHA, e.Serving(t))
 	assert.Equal(t, e.Release(1).GitSHA, e.state(t).Current.GitSHA)
 }

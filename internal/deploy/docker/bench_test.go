@@ -14,10 +14,10 @@ import (
 // BenchmarkDocker measures, on the real engine, each operation from the call's start to the
 // release answering ready and passing its smoke inference; the README reports the medians.
 //   - deploy: v2 over a live v1 (candidate on a side port, then the swap)
-//   - rollback-restart: back to v1 by starting its stopped container
-//   - rollback-pull: back to v1 with no container left (image already on the host)
+//   - rollback: back to v1 over a live v2 (v1's image on the host: candidate, then the swap)
+//   - rollback-none-live: back to v1 with no container left (image already on the host)
 func BenchmarkDocker(b *testing.B) {
-	for _, mode := range []string{"deploy", "rollback-restart", "rollback-pull"} {
+	for _, mode := range []string{"deploy", "rollback", "rollback-none-live"} {
 		b.Run(mode, func(b *testing.B) {
 			var times []time.Duration
 			for i := 0; i < b.N; i++ {
@@ -48,7 +48,7 @@ func benchOnce(b *testing.B, mode string) time.Duration {
 	}
 	deployRel("v2")
 	to := deploy.ToPrevious
-	if mode == "rollback-pull" {
+	if mode == "rollback-none-live" {
 		removeContainers(w.docker, e.name)
 		to = deploy.ToCurrent
 	}

@@ -52,7 +52,7 @@ type Config struct {
 	// such as a Dagger function, where the host's loopback is out of reach).
 	CheckHost    string
 	ReadyTimeout time.Duration // per instance; default 60s
-	KeepStopped  int           // earlier containers kept stopped for fast rollback; default 2
+	KeepStopped  int           // earlier containers kept stopped, for their logs; default 2
 	RegistryAuth string        // base64 JSON auth for private registries; empty for none
 	Args         []string      // extra model-server flags
 }
@@ -125,16 +125,22 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Client.DaemonHost(), err)
 	}
 	var img image.InspectResponse
-	pull := deploy.Plan{{Name: "pull", Run: func(ctx context.Context) (err error) { img, err = d.ensureImage(ctx, rel.Image); return err }}}
+	var pulled bool
+	pull := deploy.Plan{{Name: "pull", Run: func(ctx context.Context) (err error) { img, pulled, err = d.ensureImage(ctx, rel.Image); return err }}}
 	if err := pull.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
 	res.ImageDigest = repoDigest(rel.Image, img)
-	live, err := d.containers(ctx, false)
+	var labels map[string]string
+	if img.Config != nil {
+		labels = img.Config.Labels
+	}
+	rel, err := deploy.AgreeWithImage(rel, labels)
 	if err != nil {
 		return nil, err
 	}
-	stopped, err := d.containers(ctx, true)
+	res.Model = rel.ModelName + "@" + rel.ModelVersion
+	live, err := d.containers(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -146,14 +152,12 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 			res.URL = d.publicURL()
 			return res, nil
 		}
-		res.Reused = false
 	}
-	if prev := d.reusable(stopped, img.ID); prev != "" {
-		res.Reused = true
-		if err := d.startPrevious(ctx, prev, live, rel, res); err != nil {
-			return res, err
-		}
-	} else if err := d.rollOut(ctx, img.ID, live, rel, res); err != nil {
+	// Even a rollback to a release whose stopped container is still here goes through a new
+	// candidate: restarting that container would mean stopping the live one before anything is
+	// verified, and it would run with its old environment rather than this release's.
+	res.Reused = !pulled
+	if err := d.rollOut(ctx, img.ID, live, rel, res); err != nil {
 		return res, err
 	}
 	res.URL = d.publicURL()
@@ -161,27 +165,28 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	return res, nil
 }
 
-func (d *Target) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
-	img, err := d.cfg.Client.ImageInspect(ctx, ref)
+// ensureImage inspects ref, pulling it first when the engine does not have it.
+func (d *Target) ensureImage(ctx context.Context, ref string) (img image.InspectResponse, pulled bool, err error) {
+	img, err = d.cfg.Client.ImageInspect(ctx, ref)
 	if err == nil {
-		return img, nil
+		return img, false, nil
 	}
 	if !errdefs.IsNotFound(err) {
-		return img, fmt.Errorf("inspect image %s: %w", ref, err)
+		return img, false, fmt.Errorf("inspect image %s: %w", ref, err)
 	}
 	rc, err := d.cfg.Client.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: d.cfg.RegistryAuth})
 	if err != nil {
-		return img, pullErr(ref, err)
+		return img, false, pullErr(ref, err)
 	}
 	defer rc.Close()
 	if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
-		return img, pullErr(ref, err)
+		return img, false, pullErr(ref, err)
 	}
 	img, err = d.cfg.Client.ImageInspect(ctx, ref)
 	if err != nil {
-		return img, fmt.Errorf("inspect pulled image %s: %w", ref, err)
+		return img, true, fmt.Errorf("inspect pulled image %s: %w", ref, err)
 	}
-	return img, nil
+	return img, true, nil
 }
 
 // repoDigest is the image's digest reference in the repository ref names. An image pushed to
@@ -224,39 +229,6 @@ func (d *Target) containers(ctx context.Context, stopped bool) ([]container.Summ
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Created > list[j].Created })
 	return list, nil
-}
-
-// reusable finds the newest stopped container of this image.
-func (d *Target) reusable(stopped []container.Summary, imageID string) string {
-	for _, c := range stopped {
-		if c.ImageID == imageID {
-			return c.ID
-		}
-	}
-	return ""
-}
-
-// startPrevious stops what is live and starts an earlier container again.
-func (d *Target) startPrevious(ctx context.Context, id string, live []container.Summary, rel deploy.Release, res *deploy.Result) error {
-	info, err := d.cfg.Client.ContainerInspect(ctx, id)
-	if err != nil {
-		return fmt.Errorf("inspect container %s: %w", short(id), err)
-	}
-	if b := info.HostConfig.PortBindings[serverPort]; len(b) != 1 || b[0].HostPort != d.hostPort || b[0].HostIP != d.hostIP {
-		res.Reused = false
-		return d.rollOut(ctx, info.Image, live, rel, res)
-	}
-	previous := &instance{d: d, id: id, port: d.hostPort, rel: rel}
-	plan := deploy.Plan{
-		d.stopCurrent(live),
-		{Name: "start", Run: previous.start, Undo: previous.stop},
-	}
-	plan = append(plan, previous.verification(keep)...)
-	if err := plan.Run(ctx, &res.Steps); err != nil {
-		return err
-	}
-	res.Instance = id
-	return nil
 }
 
 // rollOut verifies a candidate on a side port, then swaps a container of the same image onto

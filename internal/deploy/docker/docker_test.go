@@ -168,6 +168,17 @@ func (r *recorder) kinds() []notify.Kind {
 	return k
 }
 
+// messages is every event's message, one per line.
+func (r *recorder) messages() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var m []string
+	for _, e := range r.events {
+		m = append(m, e.Message)
+	}
+	return strings.Join(m, "\n")
+}
+
 func TestDeployV1ThenV2(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
@@ -243,7 +254,7 @@ func TestRollbackAfterAFailedGateRestoresTheStatesImage(t *testing.T) {
 	assert.Equal(t, "1", st.Current.ModelVersion)
 }
 
-func TestRollbackToThePreviousReleaseStartsItsStoppedContainer(t *testing.T) {
+func TestRollbackToThePreviousReleaseUsesItsImageOnTheHost(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
 	for _, rel := range []string{"v1", "v2"} {
@@ -253,9 +264,9 @@ func TestRollbackToThePreviousReleaseStartsItsStoppedContainer(t *testing.T) {
 	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious,
 		Reason: "v2 unhealthy in production", Smoke: w.releases["v1"].Smoke})
 	require.NoError(t, err)
-	assert.True(t, out.Result.Reused, "a start, not a pull")
+	assert.True(t, out.Result.Reused, "nothing pulled: v1's image is still on the host")
 	assert.Equal(t, "1", e.serving(t))
-	t.Logf("rollback by restart: %s; %s from the call", out.Result.Steps, out.Elapsed)
+	t.Logf("rollback with the image on the host: %s; %s from the call", out.Result.Steps, out.Elapsed)
 
 	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
@@ -265,6 +276,64 @@ func TestRollbackToThePreviousReleaseStartsItsStoppedContainer(t *testing.T) {
 	assert.True(t, st.History[0].RolledBack, "v2 is marked as rolled back")
 	_, ok := st.Previous()
 	assert.False(t, ok, "nothing earlier to go back to: v2 was rolled back")
+}
+
+// A rollback that fails verification never interrupts what is live: the release it meant to
+// bring back is tried as a candidate, so the live container is never stopped (restarting v1's
+// stopped container on the published port would have meant stopping v2 first).
+func TestAFailedRollbackNeverInterruptsTheLiveRelease(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	for _, rel := range []string{"v1", "v2"} {
+		_, err := e.deploy(t, rel)
+		require.NoError(t, err)
+	}
+	before := e.live(t)
+	wrong := w.releases["v1"].Smoke
+	wrong.Want = (wrong.Want + 1) % 10
+	_, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious,
+		Reason: "v2 unhealthy in production", Smoke: wrong})
+	require.ErrorIs(t, err, deploy.ErrVerification)
+	assert.Contains(t, err.Error(), "keeps serving")
+
+	after := e.live(t)
+	assert.Equal(t, before.ID, after.ID, "the live container is the same one")
+	assert.Equal(t, before.State.StartedAt, after.State.StartedAt, "and it was never stopped or restarted")
+	assert.Equal(t, "2", e.serving(t))
+
+	// The attempt is logged as failed and alerted, and it does not use up the budget: two more
+	// failed attempts (the third would have halted) leave the environment open.
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err)
+	require.Len(t, st.Rollbacks, 1)
+	assert.Contains(t, st.Rollbacks[0].Failed, "smoke inference predicted class")
+	assert.Equal(t, 0, st.RollbacksSince(time.Now().Add(-time.Hour)))
+	assert.Equal(t, "2", st.Current.ModelVersion, "the state still records v2 as live")
+	assert.Contains(t, e.events.messages(), "rollback attempt failed (1 failed within 1h0m0s; the live release was not interrupted)")
+	for i := 0; i < 2; i++ {
+		_, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious,
+			Reason: "v2 unhealthy in production", Smoke: wrong})
+		require.ErrorIs(t, err, deploy.ErrVerification)
+	}
+	st, err = e.store.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err)
+	assert.Nil(t, st.Halt, "failed attempts are not rollbacks")
+	assert.Equal(t, 3, st.FailedRollbacksSince(time.Now().Add(-time.Hour)))
+	assert.Contains(t, e.events.messages(), "rollback attempt failed (3 failed within 1h0m0s")
+}
+
+// live inspects the environment's one running live container.
+func (e *env) live(t *testing.T) container.InspectResponse {
+	t.Helper()
+	for _, c := range e.list(t) {
+		if c.State == "running" && c.Labels[deploy.LabelRole] == "live" {
+			info, err := e.w.docker.ContainerInspect(context.Background(), c.ID)
+			require.NoError(t, err)
+			return info
+		}
+	}
+	require.FailNow(t, "no live container in "+e.name)
+	return container.InspectResponse{}
 }
 
 func TestTheThirdRollbackWithinAnHourHaltsAndResumeClearsIt(t *testing.T) {
@@ -328,6 +397,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 		_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
 		require.ErrorIs(t, err, docker.ErrEngineUnreachable)
 		assert.ErrorContains(t, err, "tcp://127.0.0.1:")
+	})
+	t.Run("a model version the image does not carry", func(t *testing.T) {
+		live := e.live(t)
+		rel := w.releases["v2"]
+		rel.ModelVersion = "7.7.7"
+		_, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+		require.ErrorIs(t, err, deploy.ErrModelMismatch)
+		assert.ErrorContains(t, err, `dev.modelship.model.version "2"`)
+		assert.ErrorContains(t, err, `"7.7.7"`)
+		assert.Equal(t, live.State.StartedAt, e.live(t).State.StartedAt, "the live container was not touched")
+	})
+	t.Run("a model name the image does not serve", func(t *testing.T) {
+		rel := w.releases["v2"]
+		rel.ModelName = "wine"
+		_, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+		require.ErrorIs(t, err, deploy.ErrModelMismatch)
+		assert.ErrorContains(t, err, "--model-name")
 	})
 	after, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 	require.NoError(t, err)
@@ -444,12 +530,17 @@ func TestConformance(t *testing.T) {
 			Release: func(n int) deploy.Release { return w.releases[fmt.Sprintf("v%d", n)] },
 			Broken:  w.releases["unready"],
 			Serving: e.servingSHA,
+			// Forget leaves nothing of release n on the host: its stopped containers and its image
+			// go, so bringing it back means a pull from the registry.
 			Forget: func(t *testing.T, n int) {
+				rel := w.releases[fmt.Sprintf("v%d", n)]
 				for _, c := range e.list(t) {
-					if c.State != "running" && c.Labels[deploy.LabelGitSHA] == w.releases[fmt.Sprintf("v%d", n)].GitSHA {
+					if c.State != "running" && c.Labels[deploy.LabelGitSHA] == rel.GitSHA {
 						require.NoError(t, w.docker.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}))
 					}
 				}
+				_, err := w.docker.ImageRemove(context.Background(), rel.Image, image.RemoveOptions{Force: true})
+				require.NoError(t, err)
 			},
 		}
 	})

@@ -195,6 +195,11 @@ func (s *Store) AdmitRollback(ctx context.Context, env string, rb deploystate.Ro
 	return s.Update(ctx, env, func(st *deploystate.State) error { return st.AdmitRollback(rb, s.now()) })
 }
 
+// RollbackFailed marks env's rollback admitted at `at` as failed: logged, not counted.
+func (s *Store) RollbackFailed(ctx context.Context, env string, at time.Time, why string) (*deploystate.State, error) {
+	return s.Update(ctx, env, func(st *deploystate.State) error { return st.RollbackFailed(at, why) })
+}
+
 // RecordDeploy makes d the live deployment of env.
 func (s *Store) RecordDeploy(ctx context.Context, env string, d deploystate.Deployment) (*deploystate.State, error) {
 	return s.Update(ctx, env, func(st *deploystate.State) error { return st.RecordDeploy(d) })
