@@ -97,7 +97,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
-	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch):
+	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch), errors.Is(err, deploystate.ErrNothingToRollBackTo):
 		return exitRefused
 	case errors.Is(err, deploy.ErrVerification), errors.Is(err, kubernetes.ErrRolloutStuck):
 		return exitUnverified

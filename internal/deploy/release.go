@@ -128,13 +128,13 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 		return nil, fmt.Errorf("rollback of %s: %w", req.Environment, err)
 	}
 	if st.Current == nil {
-		return nil, fmt.Errorf("%w: rollback of %s: deploy_state.json records no deployment to go back to", deploystate.ErrNoState, req.Environment)
+		return nil, fmt.Errorf("%w: rollback of %s: deploy_state.json records no deployment yet; deploy a release first", deploystate.ErrNothingToRollBackTo, req.Environment)
 	}
 	target := *st.Current
 	if req.To == ToPrevious {
 		prev, ok := st.Previous()
 		if !ok {
-			return nil, fmt.Errorf("%w: rollback of %s: no earlier deployment than %s in deploy_state.json", deploystate.ErrNoState, req.Environment, st.Current.Image)
+			return nil, fmt.Errorf("%w: rollback of %s: deploy_state.json has no earlier deployment than %s that was not itself rolled back; use --to current to restore it, or deploy the release you want", deploystate.ErrNothingToRollBackTo, req.Environment, st.Current.Image)
 		}
 		target = prev
 	} else if req.To != ToCurrent {

@@ -38,9 +38,11 @@ const (
 var (
 	ErrInvalidState = errors.New("invalid deploy state")
 	ErrNoState      = errors.New("no deploy state")
-	ErrHalted       = errors.New("environment halted")
-	ErrStale        = errors.New("deploy state is stale")
-	ErrInvalidInput = errors.New("invalid input")
+	// ErrNothingToRollBackTo: the state exists but records no deployment a rollback could restore.
+	ErrNothingToRollBackTo = errors.New("nothing to roll back to")
+	ErrHalted              = errors.New("environment halted")
+	ErrStale               = errors.New("deploy state is stale")
+	ErrInvalidInput        = errors.New("invalid input")
 )
 
 // State is the content of one environment's deploy_state.json.

@@ -408,6 +408,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		assert.ErrorContains(t, err, `"7.7.7"`)
 		assert.Equal(t, live.State.StartedAt, e.live(t).State.StartedAt, "the live container was not touched")
 	})
+	t.Run("a rollback with nothing earlier to go back to", func(t *testing.T) {
+		_, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious, Reason: "v1 unhealthy"})
+		require.ErrorIs(t, err, deploystate.ErrNothingToRollBackTo)
+		assert.NotErrorIs(t, err, deploystate.ErrNoState, "the state exists; it is the history that is empty")
+		assert.ErrorContains(t, err, "use --to current")
+	})
 	t.Run("a model name the image does not serve", func(t *testing.T) {
 		rel := w.releases["v2"]
 		rel.ModelName = "wine"
