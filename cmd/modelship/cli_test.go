@@ -435,7 +435,7 @@ func TestKubernetesTargetCommands(t *testing.T) {
 	assert.Contains(t, out, "restarted", "a selector switch reuses the running colour")
 	svc, err := kube.Client.CoreV1().Services(ns).Get(context.Background(), "digits", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "blue", svc.Spec.Selector["modelship.dev/colour"])
+	assert.Equal(t, "blue", svc.Spec.Selector["dev.modelship.colour"])
 
 	out, code = c.run(append(deployArgs(gitSHA, "1"), "--kubeconfig", filepath.Join(t.TempDir(), "missing"))...)
 	assert.Equal(t, 2, code, "a kubeconfig that is not there: %s", out)

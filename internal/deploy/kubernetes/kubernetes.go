@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/modelship/modelship/serving"
@@ -29,11 +30,24 @@ const (
 	Green = "green"
 
 	labelApp    = "app.kubernetes.io/name"
-	labelColour = "modelship.dev/colour"
+	labelColour = "dev.modelship.colour"
+	// oldLabelColour is the colour label before 2026-11-23. A Service that still selects by it
+	// is read; an idle Deployment that still carries it is recreated (a selector is immutable).
+	oldLabelColour = "modelship.dev/colour"
+
+	// MaxRestarts is how often a new pod may crash-loop before the rollout is failed.
+	MaxRestarts = 3
 )
 
-// ErrRolloutStuck marks a rollout that cannot progress (deadline exceeded, unschedulable pods).
+// ErrRolloutStuck marks a rollout that cannot progress (deadline exceeded, unschedulable pods,
+// an image that cannot be pulled, a server that keeps crashing).
 var ErrRolloutStuck = errors.New("rollout did not progress")
+
+// hopeless are the waiting reasons a pod does not recover from without a new release.
+var hopeless = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true,
+	"CreateContainerConfigError": true, "CreateContainerError": true,
+}
 
 // Config configures the Kubernetes target.
 type Config struct {
@@ -233,7 +247,10 @@ func (k *Target) liveColour(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read service %s/%s: %w", k.cfg.Namespace, k.cfg.Name, err)
 	}
-	return svc.Spec.Selector[labelColour], nil
+	if c := svc.Spec.Selector[labelColour]; c != "" {
+		return c, nil
+	}
+	return svc.Spec.Selector[oldLabelColour], nil
 }
 
 // Deploy rolls rel out to the idle colour and switches the Service to it.
@@ -261,23 +278,35 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read deployment %s: %w", res.Instance, err)
 	}
+	if err != nil {
+		idle = nil
+	}
 	// The previous release still up on the idle colour makes the rollback a selector switch.
-	res.Reused = err == nil && runs(idle, rel.Image) && available(idle) && *idle.Spec.Replicas == k.cfg.Replicas
+	res.Reused = idle != nil && runs(idle, rel.Image) && available(idle) && *idle.Spec.Replicas == k.cfg.Replicas && current(idle)
 	// A failed result still says which steps ran and which one failed.
-	err = k.plan(rel, live, target, res).Run(ctx, &res.Steps)
+	err = k.plan(rel, live, target, idle, res).Run(ctx, &res.Steps)
 	return res, err
+}
+
+// current says d selects its pods by today's colour label.
+func current(d *appsv1.Deployment) bool {
+	return d.Spec.Selector != nil && d.Spec.Selector.MatchLabels[labelColour] != ""
 }
 
 // plan is the blue-green rollout of rel onto the idle colour target: apply and wait for the
 // rollout (unless target already runs rel), smoke-test it where it can be reached, switch the
-// Service, wait for its endpoints, and scale the old colour down to its idle replicas.
-func (k *Target) plan(rel deploy.Release, live, target string, res *deploy.Result) deploy.Plan {
+// Service, wait for its endpoints, and scale the old colour down to its idle replicas. A
+// failure puts back what ran: the Service's selector, and the idle colour as it was (prev; nil
+// when it did not exist), so a later rollback by switch finds the release it expects.
+func (k *Target) plan(rel deploy.Release, live, target string, prev *appsv1.Deployment, res *deploy.Result) deploy.Plan {
 	var plan deploy.Plan
 	if !res.Reused {
 		plan = append(plan,
-			deploy.Action{Name: "apply", Run: func(ctx context.Context) error { return k.apply(ctx, rel, target) }},
+			deploy.Action{Name: "apply",
+				Run:  func(ctx context.Context) error { return k.apply(ctx, rel, target, prev) },
+				Undo: func(ctx context.Context, cause error) error { return k.putBack(ctx, target, prev, cause) }},
 			deploy.Action{Name: "rollout", Run: func(ctx context.Context) error {
-				if err := k.waitRollout(ctx, target); err != nil {
+				if err := k.waitRollout(ctx, target, rel); err != nil {
 					return fmt.Errorf("deployment %s (%s): %w; the Service still selects %q", res.Instance, rel.Image, err, orNone(live))
 				}
 				return nil
@@ -292,7 +321,16 @@ func (k *Target) plan(rel deploy.Release, live, target string, res *deploy.Resul
 		}})
 	}
 	plan = append(plan,
-		deploy.Action{Name: "switch", Run: func(ctx context.Context) error { return k.switchTo(ctx, rel, target) }},
+		deploy.Action{Name: "switch", Run: func(ctx context.Context) error { return k.switchTo(ctx, rel, target) },
+			Undo: func(ctx context.Context, cause error) error {
+				if live == "" {
+					return cause
+				}
+				if err := k.switchTo(ctx, rel, live); err != nil {
+					return fmt.Errorf("%w; and switching the Service back to %s failed too: %v", cause, live, err)
+				}
+				return fmt.Errorf("%w; the Service selects %s again", cause, live)
+			}},
 		deploy.Action{Name: "endpoints", Run: func(ctx context.Context) error { return k.waitEndpoints(ctx, target) }})
 	if live != "" && k.cfg.IdleReplicas != k.cfg.Replicas {
 		plan = append(plan, deploy.Action{Name: "scale-old", Run: func(ctx context.Context) error { return k.scale(ctx, live, k.cfg.IdleReplicas) }})
@@ -325,11 +363,69 @@ func available(d *appsv1.Deployment) bool {
 	return want > 0 && s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
 }
 
-// apply creates or updates the colour's Deployment with rel.
-func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string) error {
+// apply creates or updates the colour's Deployment with rel. An idle Deployment still selecting
+// by the old colour label is deleted first: its selector cannot be changed in place.
+func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string, prev *appsv1.Deployment) error {
 	want, _ := k.Manifests(rel, colour)
-	return createOrUpdate(ctx, k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace), "deployment", want,
+	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
+	if prev != nil && !current(prev) {
+		if err := api.Delete(ctx, prev.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replace deployment %s of the old label scheme: %w", prev.Name, err)
+		}
+	}
+	return createOrUpdate(ctx, api, "deployment", want,
 		func(cur *appsv1.Deployment) { cur.Labels, cur.Spec = want.Labels, want.Spec })
+}
+
+// putBack is apply's undo: the idle colour gets back the spec it had (or goes, when the failed
+// deploy created it), so it keeps running the release a rollback by switch would bring back.
+func (k *Target) putBack(ctx context.Context, colour string, prev *appsv1.Deployment, cause error) error {
+	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
+	name := k.deploymentName(colour)
+	if prev == nil {
+		if err := api.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w; and removing the new deployment %s failed too: %v", cause, name, err)
+		}
+		return fmt.Errorf("%w; deployment %s, which this deploy created, was removed", cause, name)
+	}
+	var err error
+	if current(prev) {
+		err = createOrUpdate(ctx, api, "deployment", prev, func(cur *appsv1.Deployment) { cur.Labels, cur.Spec = prev.Labels, prev.Spec })
+	} else {
+		// It was replaced because of its old selector: create it again as it was.
+		err = createOrUpdate(ctx, api, "deployment", restorable(prev), func(cur *appsv1.Deployment) {})
+	}
+	if err != nil {
+		return fmt.Errorf("%w; and restoring deployment %s to its previous spec failed too: %v", cause, name, err)
+	}
+	if available(prev) {
+		// It served the release before: wait until it does again, so a rollback right after
+		// this is still a selector switch.
+		ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
+		defer cancel()
+		if err := poll(ctx, 100*time.Millisecond, func() (bool, error) {
+			d, err := k.deployment(ctx, colour)
+			return err == nil && available(d), err
+		}); err != nil {
+			return fmt.Errorf("%w; deployment %s was given back its previous spec (%s) but is not available again: %v", cause, name, imageOf(prev), err)
+		}
+	}
+	return fmt.Errorf("%w; deployment %s was given back its previous spec (%s)", cause, name, imageOf(prev))
+}
+
+// restorable is a copy of d that can be created again: no server-set fields.
+func restorable(d *appsv1.Deployment) *appsv1.Deployment {
+	c := d.DeepCopy()
+	c.ObjectMeta = metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: d.Labels, Annotations: d.Annotations}
+	c.Status = appsv1.DeploymentStatus{}
+	return c
+}
+
+func imageOf(d *appsv1.Deployment) string {
+	if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
+		return cs[0].Image
+	}
+	return "no image"
 }
 
 // typedClient is what createOrUpdate needs of a client-go typed client (Deployments, Services).
@@ -340,35 +436,42 @@ type typedClient[T any] interface {
 }
 
 // createOrUpdate creates want, or, when it exists, gives the live object want's fields (merge)
-// and updates it, keeping what the cluster set (resource version, status, cluster IP).
+// and updates it, keeping what the cluster set (resource version, status, cluster IP). The
+// controllers write an object's status while we work on it: a conflict is read again and retried.
 func createOrUpdate[T metav1.Object](ctx context.Context, api typedClient[T], kind string, want T, merge func(cur T)) error {
 	name := want.GetName()
-	cur, err := api.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create %s %s: %w", kind, name, err)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := api.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create %s %s: %w", kind, name, err)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s %s: %w", kind, name, err)
+		}
+		merge(cur)
+		if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update %s %s: %w", kind, name, err)
 		}
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s %s: %w", kind, name, err)
-	}
-	merge(cur)
-	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update %s %s: %w", kind, name, err)
-	}
-	return nil
+	})
 }
 
 // waitRollout waits until the colour's Deployment has rolled out, and fails as soon as it
-// reports it cannot (the Progressing condition's reason and message say why).
-func (k *Target) waitRollout(ctx context.Context, colour string) error {
+// reports it cannot (the Progressing condition's reason and message say why) or a pod of rel
+// is in a state it does not recover from (hopelessPod).
+func (k *Target) waitRollout(ctx context.Context, colour string, rel deploy.Release) error {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
 	defer cancel()
 	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		d, err := k.deployment(ctx, colour)
 		if err != nil {
 			return false, fmt.Errorf("read deployment: %w", err)
+		}
+		if err := k.hopelessPod(ctx, colour, rel); err != nil {
+			return false, err
 		}
 		if d.Status.ObservedGeneration >= d.Generation {
 			for _, c := range d.Status.Conditions {
@@ -379,6 +482,29 @@ func (k *Target) waitRollout(ctx context.Context, colour string) error {
 		}
 		return available(d), nil
 	})
+}
+
+// hopelessPod fails the rollout as soon as a pod of rel on colour cannot pull its image, cannot
+// create its container, or has crash-looped MaxRestarts times: waiting out the progress
+// deadline would change nothing.
+func (k *Target) hopelessPod(ctx context.Context, colour string, rel deploy.Release) error {
+	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: labelApp + "=" + k.cfg.Name + "," + labelColour + "=" + colour + "," + deploy.LabelGitSHA + "=" + rel.GitSHA})
+	if err != nil {
+		return fmt.Errorf("list pods of %s: %w", colour, err)
+	}
+	for _, p := range pods.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			w := c.State.Waiting
+			if w == nil {
+				continue
+			}
+			if hopeless[w.Reason] || (w.Reason == "CrashLoopBackOff" && c.RestartCount >= MaxRestarts) {
+				return fmt.Errorf("%w: pod %s: %s (restarts %d): %s", ErrRolloutStuck, p.Name, w.Reason, c.RestartCount, w.Message)
+			}
+		}
+	}
+	return nil
 }
 
 // switchTo points the Service at colour, creating the Service on the first deploy.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelship/modelship/internal/deploy"
@@ -77,7 +78,7 @@ func (e *kubeEnv) selected(t *testing.T) string {
 	t.Helper()
 	svc, err := e.cfg.Client.CoreV1().Services(e.ns).Get(context.Background(), "digits", metav1.GetOptions{})
 	require.NoError(t, err)
-	return svc.Spec.Selector["modelship.dev/colour"]
+	return svc.Spec.Selector["dev.modelship.colour"]
 }
 
 // endpointColours are the colours of the pods behind the Service's endpoints.
@@ -92,7 +93,7 @@ func (e *kubeEnv) endpointColours(t *testing.T) map[string]int {
 			require.NotNil(t, ep.TargetRef)
 			pod, err := e.cfg.Client.CoreV1().Pods(e.ns).Get(ctx, ep.TargetRef.Name, metav1.GetOptions{})
 			require.NoError(t, err)
-			colours[pod.Labels["modelship.dev/colour"]]++
+			colours[pod.Labels["dev.modelship.colour"]]++
 		}
 	}
 	return colours
@@ -154,6 +155,101 @@ func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
 	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "1", st.Current.ModelVersion, "deploy_state.json still names v1")
+	_, err = e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-green", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "the green Deployment this deploy created was removed again: %v", err)
+}
+
+// KWOK's pods never pull an image, so the test plays the kubelet: the new pods are left
+// unscheduled (a node selector no node has) and the test writes the status a kubelet writes
+// when the image cannot be pulled. The deploy must fail on that status at once, not wait out a
+// progress deadline of a minute, and put the idle colour back as it was.
+func TestKubernetesAPodThatCannotPullFailsTheRolloutAndTheIdleColourIsPutBack(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	for n := 1; n <= 2; n++ { // v1 blue, v2 green
+		_, err := e.deploy(t, n)
+		require.NoError(t, err)
+	}
+	cfg := e.cfg
+	cfg.NodeSelector = map[string]string{"modelship.test/pool": "nowhere"}
+	cfg.ProgressDeadline = time.Minute
+	cfg.RolloutTimeout = 2 * time.Minute
+	stuck, err := kubernetes.New(cfg)
+	require.NoError(t, err)
+	deps := e.deps
+	deps.Target = stuck
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.failPulls(ctx, t, kubeRelease(3).GitSHA)
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: kubeRelease(3)})
+	require.ErrorIs(t, err, kubernetes.ErrRolloutStuck)
+	assert.ErrorContains(t, err, "ImagePullBackOff")
+	assert.ErrorContains(t, err, "Back-off pulling image")
+	assert.NotContains(t, err.Error(), "ProgressDeadlineExceeded", "failed on the pod's status, not the deadline")
+	assert.ErrorContains(t, err, "was given back its previous spec ("+kubeRelease(1).Image+")")
+
+	assert.Equal(t, kubernetes.Green, e.selected(t), "traffic never left v2")
+	img, _ := e.image(t, kubernetes.Blue)
+	assert.Equal(t, kubeRelease(1).Image, img, "blue runs v1 again")
+	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToPrevious, Reason: "v2 unhealthy"})
+	require.NoError(t, err)
+	assert.True(t, out.Result.Reused, "so the rollback to v1 is still a selector switch")
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+}
+
+// failPulls writes an image pull back-off into every pod of the release until ctx ends.
+func (e *kubeEnv) failPulls(ctx context.Context, t *testing.T, gitSHA string) {
+	pods := e.cfg.Client.CoreV1().Pods(e.ns)
+	for ctx.Err() == nil {
+		list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: deploy.LabelGitSHA + "=" + gitSHA})
+		if err == nil {
+			for _, p := range list.Items {
+				if len(p.Status.ContainerStatuses) > 0 {
+					continue
+				}
+				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "model-server", Image: p.Spec.Containers[0].Image,
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+						Message: "Back-off pulling image \"" + p.Spec.Containers[0].Image + "\""}}}}
+				if _, err := pods.UpdateStatus(ctx, &p, metav1.UpdateOptions{}); err != nil && ctx.Err() == nil {
+					t.Logf("write pod status: %v", err)
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// An installation made before the colour label was renamed (modelship.dev/colour) keeps working:
+// the live colour is read off the old selector, and the idle Deployment, whose selector cannot
+// change, is recreated with the new one.
+func TestKubernetesAnInstallationWithTheOldColourLabelIsTakenOver(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	ctx := context.Background()
+	dep, svc := e.target.Manifests(kubeRelease(1), kubernetes.Blue)
+	old := func(m map[string]string) {
+		delete(m, "dev.modelship.colour")
+		m["modelship.dev/colour"] = kubernetes.Blue
+	}
+	old(dep.Spec.Selector.MatchLabels)
+	old(dep.Spec.Template.Labels)
+	old(svc.Spec.Selector)
+	_, err := e.cfg.Client.AppsV1().Deployments(e.ns).Create(ctx, dep, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = e.cfg.Client.CoreV1().Services(e.ns).Create(ctx, svc, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	for n := 2; n <= 3; n++ { // v2 to green beside the old blue, then v3 onto blue itself
+		_, err := e.deploy(t, n)
+		require.NoError(t, err, "deploy v%d", n)
+	}
+	got, err := e.cfg.Client.CoreV1().Services(e.ns).Get(ctx, "digits", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"app.kubernetes.io/name": "digits", "dev.modelship.colour": kubernetes.Blue}, got.Spec.Selector)
+	blue, err := e.cfg.Client.AppsV1().Deployments(e.ns).Get(ctx, "digits-blue", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, kubernetes.Blue, blue.Spec.Selector.MatchLabels["dev.modelship.colour"])
+	assert.NotContains(t, blue.Spec.Selector.MatchLabels, "modelship.dev/colour")
+	assert.Equal(t, map[string]int{kubernetes.Blue: 2}, e.endpointColours(t))
 }
 
 func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
@@ -199,7 +295,7 @@ func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
 	require.NoError(t, e.target.DryRun(context.Background(), kubeRelease(1), &out))
 	y := out.String()
 	for _, want := range []string{"kind: Deployment", "name: digits-blue", "kind: Service", "path: /v2/health/ready",
-		"image: registry.test/digits:" + sha(1), "cpu: 250m", "memory: 512Mi", "modelship.dev/colour: blue", "progressDeadlineSeconds: 4"} {
+		"image: registry.test/digits:" + sha(1), "cpu: 250m", "memory: 512Mi", "dev.modelship.colour: blue", "progressDeadlineSeconds: 4"} {
 		assert.Contains(t, y, want)
 	}
 	list, err := e.cfg.Client.AppsV1().Deployments(e.ns).List(context.Background(), metav1.ListOptions{})
