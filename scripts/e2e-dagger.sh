@@ -242,7 +242,7 @@ layers "$HEAD" >"$WORK/layers-a"
 layers "$CODE_SHA" >"$WORK/layers-b"
 model_layer=""
 while read -r digest _; do
-  if curl -sf "$EXT_API/v2/modelship/digits/blobs/$digest" | tar -tz 2>/dev/null | grep -q 'models/model.onnx'; then
+  if curl -sf "$EXT_API/v2/modelship/digits/blobs/$digest" | tar -tz 2>/dev/null | grep -qx 'model.onnx'; then
     model_layer=$digest
   fi
 done <"$WORK/layers-a"
