@@ -294,6 +294,54 @@ func TestUnreachableStorageHasItsOwnExitCode(t *testing.T) {
 	assert.Contains(t, out, "storage unreachable")
 }
 
+// Mistakes in how storage is named get a message that names the mistake and the fix.
+func TestStorageMistakesAreNamed(t *testing.T) {
+	c := newCLI(t)
+	host := strings.TrimPrefix(c.srv.Config().Endpoint, "http://")
+
+	t.Run("mistyped scheme", func(t *testing.T) {
+		c.set("AWS_ENDPOINT_URL_S3", "htp//"+host)
+		out, code := c.run("state", "show", "--env", "production")
+		assert.Equal(t, 2, code, out)
+		assert.Contains(t, out, `S3 endpoint "htp//`+host+`"`)
+		assert.Contains(t, out, "did you mean http://"+host)
+	})
+	t.Run("bare host:port of a plain-HTTP server", func(t *testing.T) {
+		c.set("AWS_ENDPOINT_URL_S3", host)
+		out, code := c.run("state", "show", "--env", "production")
+		assert.Equal(t, 7, code, out)
+		assert.Contains(t, out, "--s3-plain-http")
+		c.set("MODELSHIP_S3_PLAIN_HTTP", "true")
+		out, code = c.run("state", "show", "--env", "production")
+		assert.Equal(t, 3, code, "with the flag it reaches MinIO, which has no state yet: %s", out)
+		c.set("MODELSHIP_S3_PLAIN_HTTP", "false")
+	})
+	t.Run("no endpoint at all", func(t *testing.T) {
+		c.set("AWS_ENDPOINT_URL_S3", "")
+		c.set("AWS_ENDPOINT_URL", "")
+		// The AWS host does not resolve here (or the keys are refused): either way the command
+		// fails, and it said first where it was going.
+		out, code := c.run("state", "show", "--env", "production")
+		assert.NotEqual(t, 0, code, out)
+		assert.True(t, strings.HasPrefix(out, "modelship: no S3 endpoint configured (AWS_ENDPOINT_URL_S3 or --s3-endpoint); trying AWS\n"), out)
+	})
+}
+
+// A mistyped subcommand is named as one, with a suggestion, even when flags follow it.
+func TestAMistypedSubcommandIsNamed(t *testing.T) {
+	c := newCLI(t)
+	out, code := c.run("model", "pul", "--name", "x")
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, `unknown command "pul" for "modelship model"; did you mean push or pull?`)
+	assert.NotContains(t, out, "unknown flag")
+	out, code = c.run("state", "shw")
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "did you mean show?")
+	out, code = c.run("model")
+	assert.Equal(t, 0, code, "a group alone prints its help: %s", out)
+	assert.Contains(t, out, "Available Commands")
+}
+
 // Large artifacts stream: the CLI's peak memory does not grow with the artifact. The same
 // commands on a 1 KiB artifact are the baseline, since the binary itself (Docker, Kubernetes and
 // S3 clients) takes tens of MiB before it reads a byte.

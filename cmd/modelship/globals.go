@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -20,6 +22,8 @@ type globals struct {
 	stateBucket  string
 	cacheDir     string
 	jsonOutput   bool
+	stderr       func() io.Writer // where notices go (the root command's, once its output is set)
+	toldAWS      bool
 }
 
 func envOr(key, fallback string) string {
@@ -53,6 +57,12 @@ func (g *globals) client() (*minio.Client, error) {
 	c, err := objstore.NewClient(g.s3)
 	if err != nil {
 		return nil, usageError{err}
+	}
+	// Going to AWS by default is right for some users and a surprise for the rest, whose
+	// failure would otherwise be a DNS error about a bucket host they never named.
+	if g.s3.IsAWS() && !g.toldAWS && g.stderr != nil {
+		g.toldAWS = true
+		fmt.Fprintln(g.stderr(), "modelship: no S3 endpoint configured (AWS_ENDPOINT_URL_S3 or --s3-endpoint); trying AWS")
 	}
 	return c, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -136,9 +137,34 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 		Version:       version,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	g.stderr = root.ErrOrStderr
 	g.register(root)
 	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newManifestsCmd(), newEvidenceCmd())
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() {
+			asGroup(c)
+		}
+	}
 	return root
+}
+
+// asGroup makes a command that only holds subcommands (model, state, ...) answer a mistyped
+// subcommand as one, with cobra's suggestions. Left alone, cobra parses `model pul --name x`
+// as flags of `model` and says "unknown flag: --name", which points the wrong way.
+func asGroup(c *cobra.Command) {
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2
+	c.FParseErrWhitelist.UnknownFlags = true
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usageError{fmt.Errorf("%s (see %s --help)", msg, cmd.CommandPath())}
+	}
 }
 
 // requireArgs wraps cobra's argument checks so a wrong count is a usage error.

@@ -50,7 +50,13 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 	if req.Branch != DeployBranch {
 		return nil, fmt.Errorf("%w: this run is on branch %q; tests and builds run anywhere, the deploy job only for pushes to %s", ErrNotMain, req.Branch, DeployBranch)
 	}
-	if err := ready(ctx, deps, req.Environment); err != nil {
+	// Everything the state will record is checked before anything touches the target: a release
+	// that cannot be recorded must never start serving.
+	if err := deployment(req.Release, &Result{}, deps.Target.Name(), req.PipelineRun).Validate(); err != nil {
+		return nil, fmt.Errorf("%w: release %s: %v; nothing was deployed", deploystate.ErrInvalidInput, req.Release.Image, err)
+	}
+	prev, err := ready(ctx, deps, req.Environment)
+	if err != nil {
 		return nil, err
 	}
 	res, err := deps.Target.Deploy(ctx, req.Release)
@@ -63,23 +69,38 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 	d.Evidence = req.Evidence
 	st, err := deps.State.RecordDeploy(ctx, req.Environment, d)
 	if err != nil {
-		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("%s is serving on %s but recording it in deploy_state.json failed: %w", req.Release.Image, req.Environment, err)
+		return &Outcome{Result: res, Elapsed: time.Since(start)}, deps.putBack(ctx, req, prev, err)
 	}
 	deps.notify(ctx, notify.Event{Kind: notify.Deployed, Environment: req.Environment, Image: d.Image, GitSHA: d.GitSHA,
 		Model: d.ModelName + "@" + d.ModelVersion, Message: fmt.Sprintf("%s@%s (git %.12s) is live: %s", d.ModelName, d.ModelVersion, d.GitSHA, res.Steps)})
 	return &Outcome{Result: res, Deployment: d, State: st, Elapsed: time.Since(start)}, nil
 }
 
-// ready refuses work on a halted environment; a missing state is fine (first deploy).
-func ready(ctx context.Context, deps Deps, env string) error {
+// ready refuses work on a halted environment and returns what the state records as live (nil
+// on a first deploy: a missing state is fine).
+func ready(ctx context.Context, deps Deps, env string) (*deploystate.Deployment, error) {
 	st, err := deps.State.Load(ctx, env, store.LoadOptions{})
 	if errors.Is(err, deploystate.ErrNoState) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return st.CheckNotHalted()
+	return st.Current, st.CheckNotHalted()
+}
+
+// putBack answers a deploy that went live but could not be recorded: the release the state
+// still names is deployed again, so what serves is what deploy_state.json says.
+func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploystate.Deployment, recErr error) error {
+	err := fmt.Errorf("%s went live on %s but recording it in deploy_state.json failed: %w", req.Release.Image, req.Environment, recErr)
+	if prev == nil {
+		return fmt.Errorf("%w; nothing was deployed before it to put back, so it keeps serving unrecorded: deploy it again once the state can be written", err)
+	}
+	back := Release{Image: prev.Image, ModelName: prev.ModelName, ModelVersion: prev.ModelVersion, GitSHA: prev.GitSHA, Smoke: req.Release.Smoke}
+	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), back); perr != nil {
+		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v", err, prev.Image, perr)
+	}
+	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again", err, prev.Image)
 }
 
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {

@@ -322,6 +322,49 @@ func TestAFailedRollbackNeverInterruptsTheLiveRelease(t *testing.T) {
 	assert.Contains(t, e.events.messages(), "rollback attempt failed (3 failed within 1h0m0s")
 }
 
+// A release that cannot be recorded never goes live: its inputs are checked before the target
+// is touched. And when recording fails after all (the state was written over mid-deploy), the
+// release the state names is put back, so what serves is what deploy_state.json says.
+func TestStateAndWhatServesNeverDisagree(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v1")
+	require.NoError(t, err)
+	before := e.live(t)
+
+	bad := w.releases["v2"]
+	bad.GitSHA = "xyz"
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: bad})
+	require.ErrorIs(t, err, deploystate.ErrInvalidInput)
+	assert.ErrorContains(t, err, `git_sha "xyz" is not a full commit SHA`)
+	assert.ErrorContains(t, err, "nothing was deployed")
+	assert.Equal(t, before.State.StartedAt, e.live(t).State.StartedAt, "the target was not touched")
+
+	deps := e.deps
+	deps.Target = clobbering{Target: e.deps.Target, clobber: func() {
+		_, err := w.minio.Client(t).PutObject(context.Background(), e.store.Bucket(), e.store.Key(e.name), strings.NewReader("{}"), 2, minio.PutObjectOptions{})
+		require.NoError(t, err)
+	}}
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
+	require.ErrorIs(t, err, deploystate.ErrInvalidState, "the state was unreadable when v2 was to be recorded")
+	assert.ErrorContains(t, err, "was put back and serves again")
+	assert.Equal(t, "1", e.serving(t), "v1, which the state names, serves again")
+}
+
+// clobbering is a target that writes over the deploy state once, right after its first deploy.
+type clobbering struct {
+	deploy.Target
+	clobber func()
+}
+
+func (c clobbering) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
+	res, err := c.Target.Deploy(ctx, rel)
+	if c.clobber != nil && rel.ModelVersion == "2" {
+		c.clobber()
+	}
+	return res, err
+}
+
 // live inspects the environment's one running live container.
 func (e *env) live(t *testing.T) container.InspectResponse {
 	t.Helper()

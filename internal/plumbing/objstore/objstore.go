@@ -78,8 +78,18 @@ func (c Config) hostAndTLS() (string, bool, error) {
 			return "", false, fmt.Errorf("S3 endpoint %q: scheme must be http or https", c.Endpoint)
 		}
 	}
+	if strings.Contains(c.Endpoint, "/") {
+		hint := ""
+		if i := strings.Index(c.Endpoint, "//"); i >= 0 {
+			hint = fmt.Sprintf(" (did you mean http://%s or https://%s?)", c.Endpoint[i+2:], c.Endpoint[i+2:])
+		}
+		return "", false, fmt.Errorf("S3 endpoint %q is neither a URL nor host:port: the scheme looks mistyped%s; give http://host:port, https://host:port or host:port", c.Endpoint, hint)
+	}
 	return c.Endpoint, !c.PlainHTTP, nil
 }
+
+// IsAWS says no endpoint is configured, so requests go to AWS S3.
+func (c Config) IsAWS() bool { return c.Endpoint == "" }
 
 // NewClient builds a minio-go client. Credentials come from the config, or else the usual AWS
 // chain (environment, shared files, instance roles).
@@ -130,6 +140,9 @@ func Classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrAccessDenied, err)
 	case resp.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("%w: the endpoint speaks plain HTTP; give it as http://host:port or add --s3-plain-http (MODELSHIP_S3_PLAIN_HTTP=true): %w", ErrUnreachable, err)
 	}
 	var netErr net.Error
 	var opErr *net.OpError
