@@ -25,8 +25,8 @@ measure() { # label, command...
   /usr/bin/time -f "$label: %e s, peak RSS %M KiB" "$@" >/dev/null
 }
 measure "cp              " cp "$work/artifact.bin" "$work/copy.bin"
-measure "push            " "$work/modelship" model push "$work/artifact.bin" --name bench --version 1 --git-sha $sha
-measure "push --gzip     " "$work/modelship" model push "$work/artifact.bin" --name bench --version 2 --git-sha $sha --gzip
+measure "push            " "$work/modelship" model push "$work/artifact.bin" --name bench --version 1 --git-sha $sha --skip-load-check
+measure "push --gzip     " "$work/modelship" model push "$work/artifact.bin" --name bench --version 2 --git-sha $sha --gzip --skip-load-check
 rm -rf "$work/cache"
 measure "pull (cold)     " "$work/modelship" model pull --name bench --version 1 -o "$work/pulled.bin"
 measure "pull (cache hit)" "$work/modelship" model pull --name bench --version 1 -o "$work/pulled2.bin"

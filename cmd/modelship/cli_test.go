@@ -327,6 +327,31 @@ func TestStorageMistakesAreNamed(t *testing.T) {
 	})
 }
 
+// Only a file the server can load becomes a version, unless the push says it is not ONNX.
+func TestOnlyLoadableModelsArePushed(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	empty, junk := filepath.Join(dir, "empty.onnx"), filepath.Join(dir, "junk.onnx")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	raw := make([]byte, 4096)
+	_, _ = rand.Read(raw)
+	require.NoError(t, os.WriteFile(junk, raw, 0o644))
+	for _, f := range []string{empty, junk} {
+		out, code := c.run("model", "push", f, "--name", "digits", "--version", "1", "--git-sha", gitSHA)
+		assert.Equal(t, 2, code, out)
+		assert.Contains(t, out, "invalid model")
+		assert.Contains(t, out, "nothing was pushed")
+		assert.Contains(t, out, "--skip-load-check")
+	}
+	out, code := c.run("model", "ls", "--name", "digits")
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "no versions of digits", "no version was created")
+
+	out, code = c.run("model", "push", junk, "--name", "digits", "--version", "1", "--git-sha", gitSHA, "--skip-load-check")
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "pushed digits@1")
+}
+
 // A mistyped subcommand is named as one, with a suggestion, even when flags follow it.
 func TestAMistypedSubcommandIsNamed(t *testing.T) {
 	c := newCLI(t)
@@ -373,7 +398,7 @@ func TestLargeArtifactsStreamInBoundedMemory(t *testing.T) {
 	for _, op := range []string{"push", "pull"} {
 		args := func(file, version string) []string {
 			if op == "push" {
-				return []string{"model", "push", file, "--name", "big", "--version", version, "--git-sha", gitSHA}
+				return []string{"model", "push", file, "--name", "big", "--version", version, "--git-sha", gitSHA, "--skip-load-check"}
 			}
 			return []string{"model", "pull", "--name", "big", "--version", version, "-o", filepath.Join(t.TempDir(), "out.bin")}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/gate"
+	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
 )
@@ -94,7 +95,8 @@ func (u usageError) Unwrap() error { return u.error }
 func exitCode(err error) int {
 	var usage usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput):
+	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput),
+		errors.Is(err, inference.ErrInvalidModel):
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted

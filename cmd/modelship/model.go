@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/registry/manifest"
@@ -25,11 +26,14 @@ func newModelCmd(g *globals) *cobra.Command {
 func newModelPushCmd(g *globals) *cobra.Command {
 	var opts registry.PushOptions
 	var meta []string
+	var skipLoadCheck bool
 	cmd := &cobra.Command{
 		Use:   "push FILE --name NAME --version VERSION --git-sha SHA",
 		Short: "Store a model file as an immutable version",
 		Long: `Store a model file as NAME@VERSION, tagged with the git SHA it was built from.
-A version is written once: pushing the same bytes again does nothing, other bytes fail (exit 5).`,
+A version is written once: pushing the same bytes again does nothing, other bytes fail (exit 5).
+The file must load with the model server's own ONNX loader (exit 2 otherwise), so no version
+is ever a file the server cannot serve; --skip-load-check stores other artifacts.`,
 		Example: `  modelship model push models/digits-reference.onnx --name digits --version 1.0.0 \
     --git-sha $(git rev-parse HEAD) --metadata accuracy=0.9733 --metadata framework=onnx --gzip`,
 		Args: requireArgs(cobra.ExactArgs(1)),
@@ -39,6 +43,11 @@ A version is written once: pushing the same bytes again does nothing, other byte
 				return err
 			}
 			opts.Metadata = md
+			if !skipLoadCheck {
+				if _, err := inference.Load(args[0]); err != nil {
+					return fmt.Errorf("%w; nothing was pushed (the server could not serve it; --skip-load-check stores an artifact that is not ONNX)", err)
+				}
+			}
 			reg, err := g.registry()
 			if err != nil {
 				return err
@@ -74,6 +83,7 @@ A version is written once: pushing the same bytes again does nothing, other byte
 	f.StringVar(&opts.GitSHA, "git-sha", "", "full commit SHA the model comes from (required)")
 	f.StringArrayVar(&meta, "metadata", nil, "KEY=VALUE to record with the version (repeatable)")
 	f.BoolVar(&opts.Gzip, "gzip", false, "store gzip-compressed (pull decompresses)")
+	f.BoolVar(&skipLoadCheck, "skip-load-check", false, "store the file even if the server's ONNX loader cannot load it (artifacts that are not ONNX)")
 	for _, name := range []string{"name", "version", "git-sha"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
