@@ -61,30 +61,34 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 
 func (r Modelship) MarshalJSON() ([]byte, error) {
 	var concrete struct {
-		Source           *dagger.Directory
-		StorageEndpoint  string
-		StorageAccessKey *dagger.Secret
-		StorageSecretKey *dagger.Secret
-		StorageRegion    string
-		ModelsBucket     string
-		StateBucket      string
-		Environment      string
-		Registry         string
-		RegistryUsername string
-		RegistryPassword *dagger.Secret
-		ImageRepository  string
-		ModelName        string
-		GoImage          string
-		RuntimeImage     string
-		MinioImage       string
-		RegistryImage    string
-		TrivyImage       string
-		WebhookURL       *dagger.Secret
-		DockerSocket     *dagger.Socket
-		DockerHost       string
-		Kubeconfig       *dagger.Secret
-		Namespace        string
-		Publish          string
+		Source            *dagger.Directory
+		StorageEndpoint   string
+		StorageAccessKey  *dagger.Secret
+		StorageSecretKey  *dagger.Secret
+		StorageRegion     string
+		ModelsBucket      string
+		StateBucket       string
+		Environment       string
+		Registry          string
+		RegistryUsername  string
+		RegistryPassword  *dagger.Secret
+		ImageRepository   string
+		ModelName         string
+		GoImage           string
+		RuntimeImage      string
+		MinioImage        string
+		RegistryImage     string
+		TrivyImage        string
+		WebhookURL        *dagger.Secret
+		DockerSocket      *dagger.Socket
+		DockerHost        string
+		DockerTLSCA       *dagger.Secret
+		DockerTLSCert     *dagger.Secret
+		DockerTLSKey      *dagger.Secret
+		DockerInsecureTCP bool
+		Kubeconfig        *dagger.Secret
+		Namespace         string
+		Publish           string
 	}
 	concrete.Source = r.Source
 	concrete.StorageEndpoint = r.StorageEndpoint
@@ -107,6 +111,10 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.WebhookURL = r.WebhookURL
 	concrete.DockerSocket = r.DockerSocket
 	concrete.DockerHost = r.DockerHost
+	concrete.DockerTLSCA = r.DockerTLSCA
+	concrete.DockerTLSCert = r.DockerTLSCert
+	concrete.DockerTLSKey = r.DockerTLSKey
+	concrete.DockerInsecureTCP = r.DockerInsecureTCP
 	concrete.Kubeconfig = r.Kubeconfig
 	concrete.Namespace = r.Namespace
 	concrete.Publish = r.Publish
@@ -115,30 +123,34 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 
 func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
-		Source           *dagger.Directory
-		StorageEndpoint  string
-		StorageAccessKey *dagger.Secret
-		StorageSecretKey *dagger.Secret
-		StorageRegion    string
-		ModelsBucket     string
-		StateBucket      string
-		Environment      string
-		Registry         string
-		RegistryUsername string
-		RegistryPassword *dagger.Secret
-		ImageRepository  string
-		ModelName        string
-		GoImage          string
-		RuntimeImage     string
-		MinioImage       string
-		RegistryImage    string
-		TrivyImage       string
-		WebhookURL       *dagger.Secret
-		DockerSocket     *dagger.Socket
-		DockerHost       string
-		Kubeconfig       *dagger.Secret
-		Namespace        string
-		Publish          string
+		Source            *dagger.Directory
+		StorageEndpoint   string
+		StorageAccessKey  *dagger.Secret
+		StorageSecretKey  *dagger.Secret
+		StorageRegion     string
+		ModelsBucket      string
+		StateBucket       string
+		Environment       string
+		Registry          string
+		RegistryUsername  string
+		RegistryPassword  *dagger.Secret
+		ImageRepository   string
+		ModelName         string
+		GoImage           string
+		RuntimeImage      string
+		MinioImage        string
+		RegistryImage     string
+		TrivyImage        string
+		WebhookURL        *dagger.Secret
+		DockerSocket      *dagger.Socket
+		DockerHost        string
+		DockerTLSCA       *dagger.Secret
+		DockerTLSCert     *dagger.Secret
+		DockerTLSKey      *dagger.Secret
+		DockerInsecureTCP bool
+		Kubeconfig        *dagger.Secret
+		Namespace         string
+		Publish           string
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -165,6 +177,10 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.WebhookURL = concrete.WebhookURL
 	r.DockerSocket = concrete.DockerSocket
 	r.DockerHost = concrete.DockerHost
+	r.DockerTLSCA = concrete.DockerTLSCA
+	r.DockerTLSCert = concrete.DockerTLSCert
+	r.DockerTLSKey = concrete.DockerTLSKey
+	r.DockerInsecureTCP = concrete.DockerInsecureTCP
 	r.Kubeconfig = concrete.Kubeconfig
 	r.Namespace = concrete.Namespace
 	r.Publish = concrete.Publish
@@ -616,6 +632,41 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Modelship).WithBaseImages(&parent, goImage, runtimeImage, minioImage, registryImage, trivyImage), nil
+		case "WithDockerTLS":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var ca *dagger.Secret
+			if inputArgs["ca"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["ca"]), &ca)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg ca", err))
+				}
+			}
+			var cert *dagger.Secret
+			if inputArgs["cert"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cert"]), &cert)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cert", err))
+				}
+			}
+			var key *dagger.Secret
+			if inputArgs["key"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["key"]), &key)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg key", err))
+				}
+			}
+			return (*Modelship).WithDockerTLS(&parent, ca, cert, key), nil
+		case "WithInsecureDockerHost":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Modelship).WithInsecureDockerHost(&parent), nil
 		case "WithRegistry":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

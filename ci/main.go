@@ -71,6 +71,14 @@ type Modelship struct {
 	// +private
 	DockerHost string
 	// +private
+	DockerTLSCA *dagger.Secret
+	// +private
+	DockerTLSCert *dagger.Secret
+	// +private
+	DockerTLSKey *dagger.Secret
+	// +private
+	DockerInsecureTCP bool
+	// +private
 	Kubeconfig *dagger.Secret
 	// +private
 	Namespace string
@@ -106,7 +114,8 @@ func New(
 	//
 	// +optional
 	dockerSocket *dagger.Socket,
-	// Deploy target: a Docker engine address, tcp://HOST:PORT.
+	// Deploy target: a Docker engine address, tcp://HOST:PORT, reached over verified TLS
+	// (with-docker-tls) or, where nobody else is on the network, with-insecure-docker-host.
 	//
 	// +optional
 	dockerHost string,

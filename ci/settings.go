@@ -99,6 +99,32 @@ func (m *Modelship) WithWebhook(
 	return &c
 }
 
+// WithDockerTLS reaches the --docker-host engine over verified TLS, both ways: its certificate
+// must chain to ca, and it sees this client's cert and key (DOCKER_TLS_VERIFY semantics). A
+// tcp:// engine without it is refused, since that API is root on the serving host for whoever
+// reaches the port: `dagger call --docker-host=tcp://HOST:2376 with-docker-tls
+// --ca=env://DOCKER_TLS_CA --cert=env://DOCKER_TLS_CERT --key=env://DOCKER_TLS_KEY deploy ...`.
+func (m *Modelship) WithDockerTLS(
+	// CA certificate (PEM) the engine's certificate must chain to.
+	ca *dagger.Secret,
+	// Client certificate (PEM) the engine trusts.
+	cert *dagger.Secret,
+	// The client certificate's private key (PEM).
+	key *dagger.Secret,
+) *Modelship {
+	c := *m
+	c.DockerTLSCA, c.DockerTLSCert, c.DockerTLSKey = ca, cert, key
+	return &c
+}
+
+// WithInsecureDockerHost accepts a tcp:// --docker-host without TLS. Whoever reaches that port
+// can run anything as root on the serving host; use it only on a network nobody else is on.
+func (m *Modelship) WithInsecureDockerHost() *Modelship {
+	c := *m
+	c.DockerInsecureTCP = true
+	return &c
+}
+
 // WithBaseImages pulls the images the pipeline runs on from elsewhere, e.g. a mirror; an
 // argument left out keeps its public default.
 func (m *Modelship) WithBaseImages(

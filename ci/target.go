@@ -37,9 +37,30 @@ func (m *Modelship) deployer() (*dagger.Container, error) {
 	case m.DockerSocket != nil:
 		return c.WithUnixSocket("/var/run/docker.sock", m.DockerSocket).WithEnvVariable("DOCKER_HOST", "unix:///var/run/docker.sock"), nil
 	case m.DockerHost != "":
-		return c.WithEnvVariable("DOCKER_HOST", m.DockerHost), nil
+		return m.remoteDocker(c.WithEnvVariable("DOCKER_HOST", m.DockerHost))
 	default:
-		return nil, errors.New("no deploy target: give one before the function, e.g. `dagger call --docker-socket=/var/run/docker.sock deploy ...`, or --docker-host tcp://HOST:2375, or --kubeconfig file://$HOME/.kube/config")
+		return nil, errors.New("no deploy target: give one before the function, e.g. `dagger call --docker-socket=/var/run/docker.sock deploy ...`, or --docker-host tcp://HOST:2376 with with-docker-tls, or --kubeconfig file://$HOME/.kube/config")
+	}
+}
+
+// remoteDocker gives the CLI what it needs to reach a tcp:// engine: the TLS files as secret
+// mounts, or the explicit acceptance of an unauthenticated API. The CLI refuses the rest too;
+// refusing here says which module call to add.
+func (m *Modelship) remoteDocker(c *dagger.Container) (*dagger.Container, error) {
+	tls := []*dagger.Secret{m.DockerTLSCA, m.DockerTLSCert, m.DockerTLSKey}
+	switch {
+	case tls[0] != nil && tls[1] != nil && tls[2] != nil:
+		for i, name := range []string{"CA", "CERT", "KEY"} {
+			path := "/run/secrets/docker/" + strings.ToLower(name) + ".pem"
+			c = c.WithMountedSecret(path, tls[i]).WithEnvVariable("MODELSHIP_DOCKER_TLS_"+name, path)
+		}
+		return c, nil
+	case m.DockerInsecureTCP:
+		return c.WithEnvVariable("MODELSHIP_DOCKER_INSECURE_TCP", "true"), nil
+	default:
+		return nil, fmt.Errorf("--docker-host %s is the Docker API without TLS: whoever reaches it is root on that host; "+
+			"add with-docker-tls --ca=env://DOCKER_TLS_CA --cert=env://DOCKER_TLS_CERT --key=env://DOCKER_TLS_KEY "+
+			"(or, on a network nobody else is on, with-insecure-docker-host)", m.DockerHost)
 	}
 }
 

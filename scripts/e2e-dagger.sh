@@ -147,6 +147,12 @@ call "build-image to an external registry" pass with-registry --address="$EXT_RE
 check "external registry lists the SHA tag" has "$(curl -sf "$EXT_API/v2/modelship/digits/tags/list")" "$HEAD"
 call "deploy refused off main" fail --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=feature-x
 check "refusal names the branch rule" has "$OUT" "deploys run only for main"
+call "deploy to a tcp:// engine without TLS is refused" fail --docker-host=tcp://127.0.0.1:2375 deploy --git-sha="$HEAD" --branch=main
+check "refusal names with-docker-tls" has "$OUT" "with-docker-tls"
+export E2E_NOT_A_PEM="not a certificate"
+call "with-docker-tls hands the CLI its files" fail --docker-host=tcp://127.0.0.1:2376 \
+  with-docker-tls --ca=env://E2E_NOT_A_PEM --cert=env://E2E_NOT_A_PEM --key=env://E2E_NOT_A_PEM deploy --git-sha="$HEAD" --branch=main
+check "the CLI read them (and refused these)" has "$OUT" "tls"
 call "deploy HEAD" pass --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main output
 deploy_time=$(grep -o 'in [0-9.]*m\?s;' <<<"$OUT" | head -1)
 check "deploy <= 2 s ($deploy_time)" within "$(sed -E 's/in ([0-9.]+)(m?)s;/\1 \2/' <<<"$deploy_time" | awk '{print ($2=="m") ? $1/1000 : $1}')" 2

@@ -352,6 +352,25 @@ func TestOnlyLoadableModelsArePushed(t *testing.T) {
 	assert.Contains(t, out, "pushed digits@1")
 }
 
+// The workflow's old way, an unauthenticated tcp:// Docker API, is refused before anything
+// connects: it would hand root on the serving host to whoever reaches the port.
+func TestAPlainTCPDockerHostIsRefused(t *testing.T) {
+	c := newCLI(t)
+	c.set("MODELSHIP_SMOKE_FIXTURE", projectpath.Join(t, "tests/fixtures/digits_validation.json"))
+	for _, cmd := range [][]string{
+		{"deploy", "--image", "registry.example.com/digits:" + gitSHA, "--model-version", "1", "--git-sha", gitSHA, "--branch", "main"},
+		{"rollback", "--reason", "x"},
+	} {
+		out, code := c.run(append(cmd, "--docker-host", "tcp://"+testenv.FreeAddr(t))...)
+		assert.Equal(t, 2, code, out)
+		assert.Contains(t, out, "unauthenticated Docker API refused")
+		assert.Contains(t, out, "--docker-tls-ca")
+	}
+	out, code := c.run("deploy", "--image", "registry.example.com/digits:"+gitSHA, "--model-version", "1", "--git-sha", gitSHA, "--branch", "main",
+		"--docker-host", "tcp://"+testenv.FreeAddr(t), "--docker-insecure-tcp")
+	assert.Equal(t, 7, code, "with the flag it tries, and finds nothing listening: %s", out)
+}
+
 // A mistyped subcommand is named as one, with a suggestion, even when flags follow it.
 func TestAMistypedSubcommandIsNamed(t *testing.T) {
 	c := newCLI(t)

@@ -21,7 +21,7 @@ import (
 type targetFlags struct {
 	env          string
 	target       string
-	dockerHost   string
+	engine       docker.Connection
 	publish      string
 	readyTimeout time.Duration
 	checkHost    string
@@ -85,7 +85,11 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.env, "env", envOr("MODELSHIP_ENVIRONMENT", "production"), "environment (MODELSHIP_ENVIRONMENT)")
 	fl.StringVar(&f.target, "target", envOr("MODELSHIP_TARGET", "docker"), "deploy target: docker or kubernetes (MODELSHIP_TARGET)")
 	f.kube.register(cmd)
-	fl.StringVar(&f.dockerHost, "docker-host", os.Getenv("DOCKER_HOST"), "Docker engine: unix:///path or tcp://host:port (DOCKER_HOST)")
+	fl.StringVar(&f.engine.Host, "docker-host", os.Getenv("DOCKER_HOST"), "Docker engine: unix:///path or tcp://host:port (DOCKER_HOST)")
+	fl.StringVar(&f.engine.TLS.CA, "docker-tls-ca", os.Getenv("MODELSHIP_DOCKER_TLS_CA"), "CA certificate the tcp:// engine's certificate must chain to (MODELSHIP_DOCKER_TLS_CA)")
+	fl.StringVar(&f.engine.TLS.Cert, "docker-tls-cert", os.Getenv("MODELSHIP_DOCKER_TLS_CERT"), "client certificate for the tcp:// engine (MODELSHIP_DOCKER_TLS_CERT)")
+	fl.StringVar(&f.engine.TLS.Key, "docker-tls-key", os.Getenv("MODELSHIP_DOCKER_TLS_KEY"), "client key for the tcp:// engine (MODELSHIP_DOCKER_TLS_KEY)")
+	fl.BoolVar(&f.engine.AllowInsecureTCP, "docker-insecure-tcp", os.Getenv("MODELSHIP_DOCKER_INSECURE_TCP") == "true", "allow a tcp:// engine without verified TLS: whoever reaches it is root on that host (MODELSHIP_DOCKER_INSECURE_TCP=true)")
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
 	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long a new server may take to become ready")
@@ -164,7 +168,7 @@ func (f *targetFlags) kubernetes() (*kubernetes.Target, error) {
 }
 
 func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
-	t, cli, err := docker.Dial(f.dockerHost, docker.Config{Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
+	t, cli, err := docker.Dial(f.engine, docker.Config{Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
 	if err != nil {
 		return nil, nil, usageError{err}
 	}

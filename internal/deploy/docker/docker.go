@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -387,13 +388,50 @@ func short(id string) string {
 	return id
 }
 
-// Dial connects to the Docker engine at host (unix:///path or tcp://host:port; empty: the
-// DOCKER_HOST conventions), negotiating the API version so older engines work, and returns the
-// target on it. Close the client when done.
-func Dial(host string, cfg Config) (*Target, *client.Client, error) {
+// Connection is how to reach a Docker engine, and how far to trust the way there.
+type Connection struct {
+	Host string // unix:///path or tcp://host:port; empty: DOCKER_HOST, else the default socket
+	TLS  TLSFiles
+	// AllowInsecureTCP accepts tcp:// without verified TLS. That API is unauthenticated: whoever
+	// reaches the port is root on the serving host, so it is refused unless asked for.
+	AllowInsecureTCP bool
+}
+
+// TLSFiles are the PEM files of a verified TLS connection (DOCKER_TLS_VERIFY semantics): the CA
+// the engine's certificate must chain to, and this client's certificate and key.
+type TLSFiles struct{ CA, Cert, Key string }
+
+func (f TLSFiles) given() bool { return f.CA != "" || f.Cert != "" || f.Key != "" }
+
+// ErrInsecureHost marks a tcp:// engine that would be reached without verified TLS.
+var ErrInsecureHost = errors.New("unauthenticated Docker API refused")
+
+// Dial connects to the Docker engine conn names (the DOCKER_HOST conventions, DOCKER_CERT_PATH
+// and DOCKER_TLS_VERIFY included), negotiating the API version so older engines work, and
+// returns the target on it. A tcp:// engine needs verified TLS, from conn.TLS or from
+// DOCKER_CERT_PATH with DOCKER_TLS_VERIFY set, unless conn.AllowInsecureTCP. Close the client
+// when done.
+func Dial(conn Connection, cfg Config) (*Target, *client.Client, error) {
+	host := conn.Host
+	if host == "" {
+		host = os.Getenv(client.EnvOverrideHost)
+	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
+	if conn.Host != "" {
+		opts = append(opts, client.WithHost(conn.Host))
+	}
+	tcp := strings.HasPrefix(host, "tcp://") || strings.HasPrefix(host, "http://") || strings.HasPrefix(host, "https://")
+	switch {
+	case conn.TLS.given() && (conn.TLS.CA == "" || conn.TLS.Cert == "" || conn.TLS.Key == ""):
+		return nil, nil, errors.New("docker TLS: give the CA, the client certificate and its key together (--docker-tls-ca, --docker-tls-cert, --docker-tls-key)")
+	case conn.TLS.given() && !tcp:
+		return nil, nil, fmt.Errorf("docker TLS files are for a tcp:// engine, not %q", host)
+	case conn.TLS.given():
+		opts = append(opts, client.WithTLSClientConfig(conn.TLS.CA, conn.TLS.Cert, conn.TLS.Key))
+	case tcp && !(os.Getenv(client.EnvOverrideCertPath) != "" && os.Getenv(client.EnvTLSVerify) != "") && !conn.AllowInsecureTCP:
+		return nil, nil, fmt.Errorf("%w: %s without verified TLS lets whoever reaches it run anything as root on that host; "+
+			"give --docker-tls-ca, --docker-tls-cert and --docker-tls-key (or DOCKER_CERT_PATH with DOCKER_TLS_VERIFY=1), "+
+			"or accept the risk with --docker-insecure-tcp", ErrInsecureHost, host)
 	}
 	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {

@@ -33,12 +33,6 @@ func (in *instance) start(ctx context.Context) error {
 	return in.d.cfg.Client.ContainerStart(ctx, in.id, container.StartOptions{})
 }
 
-// stop is an Undo: the container goes down again and the failure is passed on.
-func (in *instance) stop(ctx context.Context, cause error) error {
-	_ = in.d.cfg.Client.ContainerStop(ctx, in.id, container.StopOptions{})
-	return cause
-}
-
 // remove deletes the container, if one was created.
 func (in *instance) remove(ctx context.Context) {
 	if in.id != "" {

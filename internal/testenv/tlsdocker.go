@@ -1,0 +1,91 @@
+package testenv
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// TLSDocker is a second Docker engine that listens on tcp:// with --tlsverify: it answers only
+// clients holding a certificate of its CA. Client* are such a certificate; Other* are a CA,
+// certificate and key of another authority, for the refusals.
+type TLSDocker struct {
+	Host                                     string // tcp://127.0.0.1:PORT
+	CA, ClientCert, ClientKey                string
+	OtherCA, OtherClientCert, OtherClientKey string
+}
+
+// StartTLSDocker starts the engine with certificates made here, without networking of its own
+// (no bridge, no iptables) so it cannot disturb the main engine; it is stopped at cleanup. It
+// needs root and dockerd, which the test command provides.
+func StartTLSDocker(t testing.TB) *TLSDocker {
+	t.Helper()
+	dockerd, err := exec.LookPath("dockerd")
+	if err != nil {
+		Missing(t, "docker", "no dockerd binary to start a TLS engine with")
+	}
+	if os.Geteuid() != 0 {
+		Missing(t, "docker", "starting a TLS dockerd needs root")
+	}
+	// Short paths: containerd's socket lives under the exec root and a unix socket path is
+	// limited to 108 bytes.
+	dir, err := os.MkdirTemp("/tmp", "mstls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	d := &TLSDocker{CA: filepath.Join(dir, "ca.pem"), ClientCert: filepath.Join(dir, "cert.pem"), ClientKey: filepath.Join(dir, "key.pem"),
+		OtherCA: filepath.Join(dir, "other-ca.pem"), OtherClientCert: filepath.Join(dir, "other-cert.pem"), OtherClientKey: filepath.Join(dir, "other-key.pem")}
+	serverCert, serverKey := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	ca, err := newTestCA("modelship-test-docker-ca", d.CA)
+	if err == nil {
+		err = ca.issue(2, "dockerd", nil, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, serverCert, serverKey)
+	}
+	if err == nil {
+		err = ca.issue(3, "modelship-deployer", nil, x509.ExtKeyUsageClientAuth, nil, nil, d.ClientCert, d.ClientKey)
+	}
+	var other *testCA
+	if err == nil {
+		other, err = newTestCA("somebody-else", d.OtherCA)
+	}
+	if err == nil {
+		err = other.issue(2, "intruder", nil, x509.ExtKeyUsageClientAuth, nil, nil, d.OtherClientCert, d.OtherClientKey)
+	}
+	if err != nil {
+		t.Fatalf("make the TLS engine's certificates: %v", err)
+	}
+	addr := FreeAddr(t)
+	d.Host = "tcp://" + addr
+	p := Start(t, dockerd, []string{"--host", d.Host, "--tlsverify", "--tlscacert", d.CA, "--tlscert", serverCert, "--tlskey", serverKey,
+		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "x"), "--pidfile", filepath.Join(dir, "pid"),
+		"--bridge", "none", "--iptables=false"}, nil)
+	cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithTLSClientConfig(d.CA, d.ClientCert, d.ClientKey), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := cli.Ping(ctx)
+		cancel()
+		if err == nil {
+			return d
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("the TLS dockerd did not answer at %s: %v\n%s", d.Host, err, tail(p.Output(), 20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// String names the engine for test logs.
+func (d *TLSDocker) String() string { return fmt.Sprintf("TLS dockerd at %s", d.Host) }
