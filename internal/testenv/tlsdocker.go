@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,9 +24,9 @@ type TLSDocker struct {
 	OtherCA, OtherClientCert, OtherClientKey string
 }
 
-// StartTLSDocker starts the engine with certificates made here, without networking of its own
-// (no bridge, no iptables) so it cannot disturb the main engine; it is stopped at cleanup. It
-// needs root and dockerd, which the test command provides.
+// StartTLSDocker starts the engine with certificates made here, on a bridge of its own and
+// without iptables rules, so it cannot disturb the main engine; it is stopped at cleanup. It
+// needs root, dockerd and ip, which the test command provides.
 func StartTLSDocker(t testing.TB) *TLSDocker {
 	t.Helper()
 	dockerd, err := exec.LookPath("dockerd")
@@ -62,11 +63,12 @@ func StartTLSDocker(t testing.TB) *TLSDocker {
 	if err != nil {
 		t.Fatalf("make the TLS engine's certificates: %v", err)
 	}
+	bridge := ownBridge(t)
 	addr := FreeAddr(t)
 	d.Host = "tcp://" + addr
 	p := Start(t, dockerd, []string{"--host", d.Host, "--tlsverify", "--tlscacert", d.CA, "--tlscert", serverCert, "--tlskey", serverKey,
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "x"), "--pidfile", filepath.Join(dir, "pid"),
-		"--bridge", "none", "--iptables=false"}, nil)
+		"--bridge", bridge, "--iptables=false"}, nil)
 	cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithTLSClientConfig(d.CA, d.ClientCert, d.ClientKey), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +87,37 @@ func StartTLSDocker(t testing.TB) *TLSDocker {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ownBridge makes a bridge for one test engine on a 10.215.x.0/24 no route holds, removed at
+// cleanup. Not "--bridge none": dockerd then deletes the host's docker0, which the main engine
+// (or the developer's) is using.
+func ownBridge(t testing.TB) string {
+	t.Helper()
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		Missing(t, "docker", "no ip command (iproute2) to make the TLS engine's bridge with")
+	}
+	routes, err := exec.Command(ip, "-4", "route", "show").Output()
+	if err != nil {
+		t.Fatalf("ip route: %v", err)
+	}
+	for n := 0; n < 255; n++ {
+		if strings.Contains(string(routes), fmt.Sprintf("10.215.%d.0/24 ", n)) {
+			continue
+		}
+		name := fmt.Sprintf("mstls%d", n)
+		for _, args := range [][]string{{"link", "add", name, "type", "bridge"}, {"addr", "add", fmt.Sprintf("10.215.%d.1/24", n), "dev", name}, {"link", "set", name, "up"}} {
+			if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
+				_ = exec.Command(ip, "link", "delete", name).Run()
+				t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			}
+		}
+		t.Cleanup(func() { _ = exec.Command(ip, "link", "delete", name).Run() })
+		return name
+	}
+	t.Fatal("no free 10.215.x.0/24 for the TLS engine's bridge")
+	return ""
 }
 
 // String names the engine for test logs.
