@@ -24,6 +24,9 @@ import (
 const smallBodyLimit = 64 << 10
 
 // startServer runs the real model-server binary on a free loopback port and waits until ready.
+// TestMain removes the binaries the tests build when they are done.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
 func startServer(t *testing.T, extraArgs ...string) (string, *testenv.Process) {
 	t.Helper()
 	bin := testenv.Binary(t, "./serving/cmd/model-server")

@@ -60,6 +60,7 @@ func TestDockerfileBuildsAServingImage(t *testing.T) {
 	imgW, err := cli.ImageInspect(ctx, modelChange)
 	require.NoError(t, err)
 	assert.NotEqual(t, img.RootFS.Layers[base], imgW.RootFS.Layers[base], "a new model is a new model layer")
+	assert.Equal(t, imgB.RootFS.Layers[base+1], imgW.RootFS.Layers[base+1], "and the same binary the same binary layer")
 
 	// The image serves: ready, metadata with the baked-in version, a correct prediction.
 	url := runContainer(t, cli, tag)

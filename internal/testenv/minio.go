@@ -139,5 +139,11 @@ func Main(m *testing.M) int {
 	for _, stop := range sharedStop {
 		stop()
 	}
+	// The binaries Binary built (about 90 MB a package) are the process's alone.
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
 	return code
 }
