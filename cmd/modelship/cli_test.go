@@ -489,15 +489,18 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 func TestKubernetesTargetCommands(t *testing.T) {
 	kube := testenv.SharedKube(t)
 	c := newCLI(t)
+	reg := testenv.SharedRegistry(t)
 	ns := "cli-kube"
 	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	common := []string{"--target", "kubernetes", "--kubeconfig", kube.Kubeconfig, "--namespace", ns, "--k8s-name", "digits",
 		"--env", ns, "--progress-deadline", "5s", "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
 	deployArgs := func(sha, version string) []string {
-		return append([]string{"deploy", "--image", "registry.test/digits:" + sha, "--model-version", version, "--git-sha", sha, "--branch", "main"}, common...)
+		return append([]string{"deploy", "--image", reg.Addr + "/digits:" + sha, "--model-version", version, "--git-sha", sha, "--branch", "main"}, common...)
 	}
 	other := "89abcdef0123456789abcdef0123456789abcdef"
+	// KWOK pulls nothing, but the CLI pins each tag to the digest its registry serves.
+	pushed := map[string]string{gitSHA: reg.PushRandomImage(t, "digits:"+gitSHA), other: reg.PushRandomImage(t, "digits:"+other)}
 
 	out, code := c.run(append(deployArgs(gitSHA, "1"), "--dry-run")...)
 	require.Equal(t, 0, code, out)
@@ -509,7 +512,7 @@ func TestKubernetesTargetCommands(t *testing.T) {
 	for _, extra := range [][]string{nil, {"--cpu-request", "250m", "--memory-limit", "256Mi"}} {
 		dry, code := c.run(append(append(deployArgs(gitSHA, "1"), "--dry-run"), extra...)...)
 		require.Equal(t, 0, code, dry)
-		rendered, code := c.run(append([]string{"manifests", "--image", "registry.test/digits:" + gitSHA, "--model-version", "1",
+		rendered, code := c.run(append([]string{"manifests", "--image", reg.Addr + "/digits:" + gitSHA, "--model-version", "1",
 			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--env", ns, "--progress-deadline", "5s"}, extra...)...)
 		require.Equal(t, 0, code, rendered)
 		assert.Equal(t, dry, rendered, "manifests %v", extra)
@@ -520,7 +523,14 @@ func TestKubernetesTargetCommands(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	out, code = c.run(deployArgs(other, "2")...)
 	require.Equal(t, 0, code, out)
-	assert.Contains(t, out, "steps: read")
+	assert.Contains(t, out, "steps: resolve")
+	out, code = c.run("state", "show", "--env", ns)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, pushed[other], "the state records the image by digest")
+	assert.Contains(t, out, pushed[gitSHA])
+	out, code = c.run(append(deployArgs("0000000000000000000000000000000000000000", "3"), "--model-version", "3")...)
+	assert.Equal(t, 3, code, "a tag its registry does not have: %s", out)
+	assert.Contains(t, out, "image not found in its registry")
 
 	out, code = c.run(append([]string{"rollback", "--to", "previous", "--reason", "v2 unhealthy"}, common...)...)
 	require.Equal(t, 0, code, out)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/docker"
+	"github.com/modelship/modelship/internal/deploy/imageref"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/notify"
 )
@@ -160,7 +161,10 @@ func printSteps(cmd *cobra.Command, out *deploy.Outcome) {
 }
 
 func (f *targetFlags) kubernetes() (*kubernetes.Target, error) {
-	t, err := kubernetes.Dial(f.kube.kubeconfig, f.kube.config(f.env, f.readyTimeout))
+	cfg := f.kube.config(f.env, f.readyTimeout)
+	// The pods run, and the state records, the digest the registry serves for the tag now.
+	cfg.Resolve = imageref.Resolve
+	t, err := kubernetes.Dial(f.kube.kubeconfig, cfg)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -273,7 +277,7 @@ person runs 'modelship state resume'.`,
 			}
 			how := "redeployed"
 			if out.Result.Reused {
-				how = "restarted"
+				how = "redeployed from the image on the host, nothing pulled"
 				if deps.Target.Name() == "kubernetes" {
 					how = "restarted (a selector switch to the colour still running it)"
 				}

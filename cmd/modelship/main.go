@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/docker"
+	"github.com/modelship/modelship/internal/deploy/imageref"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/gate"
@@ -106,7 +107,7 @@ func exitCode(err error) int {
 		return exitUnverified
 	case errors.Is(err, docker.ErrEngineUnreachable):
 		return exitUnreachable
-	case errors.Is(err, docker.ErrImageNotFound):
+	case errors.Is(err, docker.ErrImageNotFound), errors.Is(err, imageref.ErrNotFound):
 		return exitNotFound
 	case errors.Is(err, registry.ErrIntegrity), errors.Is(err, deploystate.ErrInvalidState), errors.Is(err, deploystate.ErrStale),
 		errors.Is(err, gate.ErrInvalidBaseline):

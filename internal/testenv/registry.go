@@ -14,6 +14,9 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // OCIRegistry is a real distribution registry (v3) on a loopback port.
@@ -73,4 +76,27 @@ func Push(t testing.TB, cli *client.Client, ref string) {
 	if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
+}
+
+// PushRandomImage pushes a small image of random layers as repoTag (repository:tag, under this
+// registry) straight through the registry API, no engine needed, and returns its digest
+// reference. Targets that never run the image (KWOK pods) still resolve it like a real one.
+func (r *OCIRegistry) PushRandomImage(t testing.TB, repoTag string) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.Addr + "/" + repoTag)
+	if err != nil {
+		t.Fatalf("image reference %s: %v", repoTag, err)
+	}
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatalf("make a random image: %v", err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatalf("digest of %s: %v", ref, err)
+	}
+	return ref.Context().Name() + "@" + digest.String()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/modelship/modelship/serving"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/deploy/imageref"
 )
 
 // Blue-green colours: two Deployments, one Service whose selector names the live one.
@@ -64,6 +65,9 @@ type Config struct {
 	ProgressDeadline time.Duration // the Deployment's progressDeadlineSeconds; default 60s
 	RolloutTimeout   time.Duration // how long to wait for a rollout or endpoints; default 5m
 	SmokeURL         func(colour string) string
+	// Resolve pins a tag to the digest its registry serves (imageref.Resolve), so the pods run
+	// and the state records those exact bytes. Nil: the reference is used, and recorded, as given.
+	Resolve func(ctx context.Context, ref string) (imageref.Pinned, error)
 	// NodeSelector is copied into the pod template (used to pin pods to a node pool).
 	NodeSelector map[string]string
 }
@@ -259,6 +263,16 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
 	var live string
 	read := deploy.Plan{{Name: "read", Run: func(ctx context.Context) (err error) { live, err = k.liveColour(ctx); return err }}}
+	if k.cfg.Resolve != nil {
+		read = append(deploy.Plan{{Name: "resolve", Run: func(ctx context.Context) error {
+			pinned, err := k.cfg.Resolve(ctx, rel.Image)
+			if err != nil {
+				return err
+			}
+			rel.Image, res.ImageDigest = pinned.Ref, pinned.Digest
+			return nil
+		}}}, read...)
+	}
 	if err := read.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
@@ -351,7 +365,7 @@ func (k *Target) deployment(ctx context.Context, colour string) (*appsv1.Deploym
 
 func runs(d *appsv1.Deployment, image string) bool {
 	cs := d.Spec.Template.Spec.Containers
-	return len(cs) == 1 && cs[0].Image == image
+	return len(cs) == 1 && imageref.Same(cs[0].Image, image)
 }
 
 func available(d *appsv1.Deployment) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/deploytest"
+	"github.com/modelship/modelship/internal/deploy/imageref"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/deploystate/store"
@@ -46,6 +48,7 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	t.Helper()
 	kube := testenv.SharedKube(t)
 	srv := testenv.SharedMinIO(t)
+	pushReleases(t)
 	ns := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(name))
 	if len(ns) > 50 {
 		ns = ns[:50]
@@ -53,7 +56,7 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	cfg := kubernetes.Config{Client: kube.Client, Namespace: ns, Name: "digits", Environment: ns, Replicas: 2,
-		ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute}
+		ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute, Resolve: imageref.Resolve}
 	if change != nil {
 		change(&cfg)
 	}
@@ -63,10 +66,30 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	return &kubeEnv{ns: ns, cfg: cfg, target: target, store: states, deps: deploy.Deps{Target: target, State: states}}
 }
 
-// KWOK never pulls images: any reference will do, and a release is its image.
-func kubeRelease(n int) deploy.Release {
-	return deploy.Release{Image: fmt.Sprintf("registry.test/digits:%s", sha(n)), ModelName: "digits", ModelVersion: fmt.Sprint(n), GitSHA: sha(n)}
+// KWOK never pulls images, but the target pins each tag to its digest at the registry: the
+// releases are small random images pushed to the test registry, once per package.
+var (
+	imagesOnce sync.Once
+	imageRepo  = "registry.test/digits" // until pushReleases ran: only the dry runs use it
+	digests    = map[int]string{}
+)
+
+func pushReleases(t testing.TB) {
+	imagesOnce.Do(func() {
+		reg := testenv.SharedRegistry(t)
+		for n := 1; n <= 9; n++ {
+			digests[n] = reg.PushRandomImage(t, fmt.Sprintf("digits:%s", sha(n)))
+		}
+		imageRepo = reg.Addr + "/digits"
+	})
 }
+
+func kubeRelease(n int) deploy.Release {
+	return deploy.Release{Image: fmt.Sprintf("%s:%s", imageRepo, sha(n)), ModelName: "digits", ModelVersion: fmt.Sprint(n), GitSHA: sha(n)}
+}
+
+// pinned is what the colour's Deployment runs for release n: its tag with the digest added.
+func pinned(n int) string { return kubeRelease(n).Image + "@" + strings.SplitN(digests[n], "@", 2)[1] }
 
 func (e *kubeEnv) deploy(t *testing.T, n int) (*deploy.Outcome, error) {
 	t.Helper()
@@ -120,13 +143,16 @@ func TestKubernetesBlueGreenDeploy(t *testing.T) {
 	assert.Equal(t, kubernetes.Green, e.selected(t))
 	assert.Equal(t, map[string]int{kubernetes.Green: 2}, e.endpointColours(t), "the endpoints moved to the new colour only")
 	img, avail := e.image(t, kubernetes.Blue)
-	assert.Equal(t, kubeRelease(1).Image, img)
+	assert.Equal(t, pinned(1), img, "the pods run the digest the registry served for the tag")
 	assert.Equal(t, int32(2), avail, "the old colour keeps running for a fast rollback")
 
 	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "2", st.Current.ModelVersion)
 	assert.Equal(t, "kubernetes", st.Current.Target)
+	assert.Equal(t, digests[2], st.Current.Image, "the state records the image by digest")
+	require.Len(t, st.History, 1)
+	assert.Equal(t, digests[1], st.History[0].Image)
 }
 
 func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
@@ -186,11 +212,11 @@ func TestKubernetesAPodThatCannotPullFailsTheRolloutAndTheIdleColourIsPutBack(t 
 	assert.ErrorContains(t, err, "ImagePullBackOff")
 	assert.ErrorContains(t, err, "Back-off pulling image")
 	assert.NotContains(t, err.Error(), "ProgressDeadlineExceeded", "failed on the pod's status, not the deadline")
-	assert.ErrorContains(t, err, "was given back its previous spec ("+kubeRelease(1).Image+")")
+	assert.ErrorContains(t, err, "was given back its previous spec ("+pinned(1)+")")
 
 	assert.Equal(t, kubernetes.Green, e.selected(t), "traffic never left v2")
 	img, _ := e.image(t, kubernetes.Blue)
-	assert.Equal(t, kubeRelease(1).Image, img, "blue runs v1 again")
+	assert.Equal(t, pinned(1), img, "blue runs v1 again")
 	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToPrevious, Reason: "v2 unhealthy"})
 	require.NoError(t, err)
 	assert.True(t, out.Result.Reused, "so the rollback to v1 is still a selector switch")
@@ -281,7 +307,7 @@ func TestKubernetesRollbackBySwitchThenByImageThenHalt(t *testing.T) {
 	assert.False(t, out.Result.Reused)
 	assert.Equal(t, kubernetes.Blue, e.selected(t))
 	img, _ := e.image(t, kubernetes.Blue)
-	assert.Equal(t, kubeRelease(1).Image, img)
+	assert.True(t, imageref.Same(digests[1], img), "blue runs v1's digest again: %s", img)
 	t.Logf("rollback by image: %s", out.Result.Steps)
 
 	_, err = deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.ns, To: deploy.ToCurrent, Reason: "third"})
@@ -295,7 +321,7 @@ func TestKubernetesDryRunPrintsTheManifests(t *testing.T) {
 	require.NoError(t, e.target.DryRun(context.Background(), kubeRelease(1), &out))
 	y := out.String()
 	for _, want := range []string{"kind: Deployment", "name: digits-blue", "kind: Service", "path: /v2/health/ready",
-		"image: registry.test/digits:" + sha(1), "cpu: 250m", "memory: 512Mi", "dev.modelship.colour: blue", "progressDeadlineSeconds: 4"} {
+		"image: " + kubeRelease(1).Image, "cpu: 250m", "memory: 512Mi", "dev.modelship.colour: blue", "progressDeadlineSeconds: 4"} {
 		assert.Contains(t, y, want)
 	}
 	list, err := e.cfg.Client.AppsV1().Deployments(e.ns).List(context.Background(), metav1.ListOptions{})
@@ -334,7 +360,7 @@ func TestConformance(t *testing.T) {
 						continue
 					}
 					if d, err := e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-"+colour, metav1.GetOptions{}); err == nil &&
-						d.Spec.Template.Spec.Containers[0].Image == kubeRelease(n).Image {
+						imageref.Same(d.Spec.Template.Spec.Containers[0].Image, digests[n]) {
 						require.NoError(t, e.cfg.Client.AppsV1().Deployments(e.ns).Delete(context.Background(), "digits-"+colour, metav1.DeleteOptions{}))
 					}
 				}
