@@ -103,12 +103,21 @@ func LoadBaseline(path string) (*Baseline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read baseline %s: %w", path, err)
 	}
+	b, err := ParseBaseline(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+// ParseBaseline decodes and validates a baseline's bytes: one JSON object, no unknown fields.
+func ParseBaseline(raw []byte) (*Baseline, error) {
 	var b Baseline
 	if err := strictjson.Decode(raw, &b); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBaseline, path, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBaseline, err)
 	}
 	if err := b.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	return &b, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/notify"
+	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
@@ -349,6 +350,32 @@ func TestStateAndWhatServesNeverDisagree(t *testing.T) {
 	require.ErrorIs(t, err, deploystate.ErrInvalidState, "the state was unreadable when v2 was to be recorded")
 	assert.ErrorContains(t, err, "was put back and serves again")
 	assert.Equal(t, "1", e.serving(t), "v1, which the state names, serves again")
+}
+
+// MinIO killed in the middle of a deploy (after the new release went live, before it was
+// recorded): the deploy fails naming the storage, the release the state names serves again, and
+// once MinIO is back the state is whole and still names it. The state is never half-written.
+func TestStorageLostMidDeployLeavesStateAndServingAgreed(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	own := testenv.StartMinIO(t)
+	states := store.New(own.Client(t), own.Bucket(t, "state"))
+	require.NoError(t, states.EnsureBucket(context.Background()))
+	deps := deploy.Deps{Target: e.deps.Target, State: states}
+	_, err := deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v1"]})
+	require.NoError(t, err)
+
+	deps.Target = clobbering{Target: e.deps.Target, clobber: own.Stop}
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
+	require.ErrorIs(t, err, objstore.ErrUnreachable)
+	assert.ErrorContains(t, err, "was put back and serves again")
+	assert.Equal(t, "1", e.serving(t))
+
+	own.Start(t)
+	st, err := states.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err, "the state file is whole")
+	assert.Equal(t, "1", st.Current.ModelVersion, "and names what serves")
+	assert.Empty(t, st.History)
 }
 
 // clobbering is a target that writes over the deploy state once, right after its first deploy.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -80,11 +81,11 @@ func TestDeploysAreRecordedWithHistory(t *testing.T) {
 	assert.ErrorIs(t, err, deploystate.ErrInvalidInput)
 }
 
-func TestTwentyConcurrentWritersLoseNothing(t *testing.T) {
+func TestSixtyFourConcurrentWritersLoseNothing(t *testing.T) {
 	states, _, _ := newStore(t)
 	srv := testenv.SharedMinIO(t)
 	ctx := context.Background()
-	const writers = 20
+	const writers = 64
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
 	for i := 0; i < writers; i++ {
@@ -107,7 +108,32 @@ func TestTwentyConcurrentWritersLoseNothing(t *testing.T) {
 		assert.False(t, seen[d.GitSHA], "deployment %s recorded twice", d.GitSHA)
 		seen[d.GitSHA] = true
 	}
-	assert.Len(t, seen, writers, "every writer's deployment is in the state")
+	assert.Len(t, seen, min(writers, deploystate.MaxHistory+1), "every writer's deployment is in the state, up to the history cap")
+
+	// The bucket is versioned, so every write is kept: 64 writes, each made on top of the one
+	// before it (the deployment it replaced is the one the previous version had as current).
+	// A lost update would be a version whose predecessor's current is missing from it.
+	var versions []minio.ObjectInfo
+	for obj := range srv.Client(t).ListObjects(ctx, states.Bucket(), minio.ListObjectsOptions{Prefix: states.Key(env), WithVersions: true}) {
+		require.NoError(t, obj.Err)
+		versions = append(versions, obj)
+	}
+	require.Len(t, versions, writers, "one version per writer")
+	var newer *deploystate.State
+	for _, v := range versions { // newest first
+		obj, err := srv.Client(t).GetObject(ctx, states.Bucket(), v.Key, minio.GetObjectOptions{VersionID: v.VersionID})
+		require.NoError(t, err)
+		raw, err := io.ReadAll(obj)
+		require.NoError(t, err)
+		older, err := deploystate.Decode(raw, env)
+		require.NoError(t, err)
+		if newer != nil {
+			require.NotEmpty(t, newer.History)
+			assert.Equal(t, older.Current.GitSHA, newer.History[0].GitSHA, "version %s was written on top of the one before it", v.VersionID)
+		}
+		newer = older
+	}
+	assert.Empty(t, newer.History, "the oldest version is the first deploy")
 }
 
 func rollbackTo(i int, reason string) deploystate.Rollback {

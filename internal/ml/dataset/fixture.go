@@ -55,12 +55,21 @@ func ReadFixture(path string) (*Fixture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read validation fixture %s: %w", path, err)
 	}
+	f, err := ParseFixture(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w (validation fixture %s)", err, path)
+	}
+	return f, nil
+}
+
+// ParseFixture decodes and validates a fixture's bytes.
+func ParseFixture(raw []byte) (*Fixture, error) {
 	var f Fixture
 	if err := strictjson.Decode(raw, &f); err != nil {
-		return nil, fmt.Errorf("parse validation fixture %s: %w", path, err)
+		return nil, fmt.Errorf("parse validation fixture: %w", err)
 	}
 	if err := f.Validate(); err != nil {
-		return nil, fmt.Errorf("validation fixture %s: %w", path, err)
+		return nil, err
 	}
 	return &f, nil
 }
