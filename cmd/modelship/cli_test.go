@@ -371,6 +371,22 @@ func TestAPlainTCPDockerHostIsRefused(t *testing.T) {
 	assert.Equal(t, 7, code, "with the flag it tries, and finds nothing listening: %s", out)
 }
 
+// A deploy with no smoke input says how to give one or do without, before touching anything.
+func TestADeployWithoutASmokeInputSaysWhatToDo(t *testing.T) {
+	c := newCLI(t)
+	deployArgs := []string{"deploy", "--image", "registry.example.com/digits:" + gitSHA, "--model-version", "1", "--git-sha", gitSHA,
+		"--branch", "main", "--docker-host", "unix:///nonexistent.sock"}
+	out, code := c.run(deployArgs...) // run from cmd/modelship: the default fixture path is not there
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "--smoke-fixture FILE")
+	assert.Contains(t, out, "--no-smoke")
+	out, code = c.run(append(deployArgs, "--no-smoke", "--smoke-fixture", "x.json")...)
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "not both")
+	out, code = c.run(append(deployArgs, "--no-smoke")...)
+	assert.Equal(t, 7, code, "past the smoke check it goes for the engine, which is not there: %s", out)
+}
+
 // A mistyped subcommand is named as one, with a suggestion, even when flags follow it.
 func TestAMistypedSubcommandIsNamed(t *testing.T) {
 	c := newCLI(t)

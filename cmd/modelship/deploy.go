@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +28,7 @@ type targetFlags struct {
 	readyTimeout time.Duration
 	checkHost    string
 	smokeFixture string
+	noSmoke      bool
 	pipelineRun  string
 	kube         kubeFlags
 }
@@ -94,7 +96,8 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
 	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long a new server may take to become ready")
-	fl.StringVar(&f.smokeFixture, "smoke-fixture", envOr("MODELSHIP_SMOKE_FIXTURE", "tests/fixtures/digits_validation.json"), "fixture whose first sample is the smoke inference (MODELSHIP_SMOKE_FIXTURE)")
+	fl.StringVar(&f.smokeFixture, "smoke-fixture", envOr("MODELSHIP_SMOKE_FIXTURE", "tests/fixtures/digits_validation.json"), "fixture whose first sample is the smoke inference (MODELSHIP_SMOKE_FIXTURE); a rollback runs the one recorded with the deployment unless this is given")
+	fl.BoolVar(&f.noSmoke, "no-smoke", false, "verify without a smoke inference (readiness and model metadata only); recorded in the state")
 	fl.StringVar(&f.pipelineRun, "pipeline-run", firstEnv("MODELSHIP_PIPELINE_RUN", "GITHUB_RUN_ID", "CI_PIPELINE_ID"), "pipeline run recorded in the state (GITHUB_RUN_ID, CI_PIPELINE_ID)")
 }
 
@@ -136,13 +139,43 @@ func (f *targetFlags) deps(ctx context.Context, g *globals, stderr io.Writer) (d
 	}
 }
 
-// run is the RunE of a command that acts on the target (deploy, rollback): it loads the smoke
-// inference, connects the target, state and notifier, hands them to do, and disconnects.
-func (f *targetFlags) run(g *globals, do func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error) func(*cobra.Command, []string) error {
+// smokeInput is what the flags say about the smoke inference: none on purpose (--no-smoke), or
+// the fixture's first sample, given explicitly or by default (err when it cannot be read).
+type smokeInput struct {
+	smoke deploy.Smoke
+	given bool
+	none  bool
+	err   error
+}
+
+// required is the smoke inference a deploy runs: it must have one, or be told it has none.
+func (s smokeInput) required() (deploy.Smoke, error) {
+	if s.err != nil {
+		return deploy.Smoke{}, usageError{fmt.Errorf("%w; give --smoke-fixture FILE (its first sample is the smoke inference) or --no-smoke to verify without one (recorded in the state)", s.err)}
+	}
+	return s.smoke, nil
+}
+
+func (f *targetFlags) smokeInput(cmd *cobra.Command) (smokeInput, error) {
+	given := cmd.Flags().Changed("smoke-fixture") || os.Getenv("MODELSHIP_SMOKE_FIXTURE") != ""
+	if f.noSmoke {
+		if cmd.Flags().Changed("smoke-fixture") {
+			return smokeInput{}, usageError{errors.New("give --smoke-fixture or --no-smoke, not both")}
+		}
+		return smokeInput{none: true}, nil
+	}
+	smoke, err := deploy.SmokeFromFixture(f.smokeFixture)
+	return smokeInput{smoke: smoke, given: given, err: err}, nil
+}
+
+// run is the RunE of a command that acts on the target (deploy, rollback): it reads what the
+// flags say about the smoke inference, connects the target, state and notifier, hands them to
+// do, and disconnects.
+func (f *targetFlags) run(g *globals, do func(cmd *cobra.Command, smoke smokeInput, deps deploy.Deps) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
-		smoke, err := deploy.SmokeFromFixture(f.smokeFixture)
+		smoke, err := f.smokeInput(cmd)
 		if err != nil {
-			return usageError{err}
+			return err
 		}
 		deps, closer, err := f.deps(cmd.Context(), g, cmd.ErrOrStderr())
 		if err != nil {
@@ -195,8 +228,14 @@ its digest, the model version and the time.`,
 		Example: `  modelship deploy --image registry.example.com/digits:$GIT_SHA --model-name digits \
     --model-version 1.0.0 --git-sha $GIT_SHA --branch main --env production --publish 0.0.0.0:8000`,
 		Args: requireArgs(cobra.NoArgs),
-		RunE: tf.run(g, func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error {
-			rel.Smoke = smoke
+		RunE: tf.run(g, func(cmd *cobra.Command, smoke smokeInput, deps deploy.Deps) error {
+			rel.NoSmoke = smoke.none
+			if !smoke.none {
+				var err error
+				if rel.Smoke, err = smoke.required(); err != nil {
+					return err
+				}
+			}
 			if dryRun {
 				k, ok := deps.Target.(*kubernetes.Target)
 				if !ok {
@@ -252,17 +291,32 @@ func newRollbackCmd(g *globals) *cobra.Command {
 		Long: `Rollback reads and validates deploy_state.json and redeploys a recorded deployment, verified like
 a deploy. --to current (the default) restores the deployment the state records as live: the
 candidate failed its gate or rollout and production must be that again. --to previous goes back
-past it to the one before. A stopped container of that image is started again instead of pulled.
+past it to the one before. It runs the smoke inference recorded with that deployment (unless
+--smoke-fixture or --no-smoke is given); its image is used from the host when it is still there.
 The third rollback within an hour is not performed: the environment is halted (exit 6) until a
 person runs 'modelship state resume'.`,
 		Example: `  modelship rollback --env production --reason "quality gate failed for $GIT_SHA"`,
 		Args:    requireArgs(cobra.NoArgs),
-		RunE: tf.run(g, func(cmd *cobra.Command, smoke deploy.Smoke, deps deploy.Deps) error {
+		RunE: tf.run(g, func(cmd *cobra.Command, smoke smokeInput, deps deploy.Deps) error {
+			req := deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to), Reason: reason, PipelineRun: tf.pipelineRun,
+				MaxStateAge: maxAge, NoSmoke: smoke.none}
+			switch {
+			case smoke.none:
+			case smoke.given:
+				var err error
+				if req.Smoke, err = smoke.required(); err != nil {
+					return err
+				}
+			case smoke.err == nil:
+				// The deployment's own recorded smoke inference comes first; the project's
+				// fixture is for states written before those were recorded.
+				req.DefaultSmoke = smoke.smoke
+			}
 			run := startStage(cmd, g, &tf, "rollback", deps.State)
 			run.rec.Inputs["to"], run.rec.Inputs["reason"] = to, reason
 			run.announce(cmd)
-			out, err := deploy.Rollback(cmd.Context(), deps, deploy.RollbackRequest{Environment: tf.env, To: deploy.RollbackTo(to),
-				Reason: reason, PipelineRun: tf.pipelineRun, Smoke: smoke, MaxStateAge: maxAge, Evidence: run.pointer()})
+			req.Evidence = run.pointer()
+			out, err := deploy.Rollback(cmd.Context(), deps, req)
 			printSteps(cmd, out)
 			if out != nil {
 				run.rec.Model.Name, run.rec.Model.Version = out.Deployment.ModelName, out.Deployment.ModelVersion

@@ -105,7 +105,10 @@ func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploysta
 
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {
 	d := deploystate.Deployment{GitSHA: rel.GitSHA, Image: rel.Image, ModelName: rel.ModelName, ModelVersion: rel.ModelVersion,
-		DeployedAt: time.Now().UTC(), PipelineRun: run, Target: target, ImageID: res.ImageDigest}
+		DeployedAt: time.Now().UTC(), PipelineRun: run, Target: target, ImageID: res.ImageDigest, NoSmoke: rel.NoSmoke}
+	if len(rel.Smoke.Input) > 0 {
+		d.Smoke = &deploystate.SmokeSample{Input: rel.Smoke.Input, Label: rel.Smoke.Want}
+	}
 	if res.ImageDigest != "" && !isImageID(res.ImageDigest) {
 		d.Image, d.ImageID = res.ImageDigest, ""
 	}
@@ -135,9 +138,13 @@ type RollbackRequest struct {
 	To          RollbackTo
 	Reason      string
 	PipelineRun string
-	Smoke       Smoke
-	MaxStateAge time.Duration
-	Evidence    string // where this run's evidence.json is kept, recorded with the rollback
+	Smoke       Smoke // overrides the smoke inference the state recorded with the deployment
+	// DefaultSmoke is used when neither Smoke nor the state has one (states from before smoke
+	// inferences were recorded).
+	DefaultSmoke Smoke
+	NoSmoke      bool // verify without a smoke inference, on purpose
+	MaxStateAge  time.Duration
+	Evidence     string // where this run's evidence.json is kept, recorded with the rollback
 }
 
 // Rollback reads and validates deploy_state.json, applies the rollback budget (the third within
@@ -172,7 +179,18 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 	// The admission is recorded before the redeploy, so concurrent rollbacks and one that dies
 	// half-way count against the budget; only a redeploy seen to fail is taken off it.
 	at := admitted.Rollbacks[len(admitted.Rollbacks)-1].At
-	rel := Release{Image: target.Image, ModelName: target.ModelName, ModelVersion: target.ModelVersion, GitSHA: target.GitSHA, Smoke: req.Smoke}
+	rel := Release{Image: target.Image, ModelName: target.ModelName, ModelVersion: target.ModelVersion, GitSHA: target.GitSHA,
+		Smoke: req.Smoke, NoSmoke: req.NoSmoke}
+	switch {
+	case req.NoSmoke:
+		rel.Smoke = Smoke{}
+	case len(rel.Smoke.Input) == 0 && target.Smoke != nil:
+		// The inference this release passed when it was deployed fits its model, whatever the
+		// project's fixture is now.
+		rel.Smoke = Smoke{Input: target.Smoke.Input, Want: target.Smoke.Label}
+	case len(rel.Smoke.Input) == 0:
+		rel.Smoke = req.DefaultSmoke
+	}
 	res, err := deps.Target.Deploy(ctx, rel)
 	if err != nil {
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, deps.rollbackFailed(ctx, req.Environment, at, target, err)

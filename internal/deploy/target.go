@@ -40,6 +40,7 @@ type Release struct {
 	ModelVersion string
 	GitSHA       string
 	Smoke        Smoke
+	NoSmoke      bool // verified without a smoke inference, on purpose (recorded in the state)
 }
 
 // Smoke is one inference the new server must get right before it takes traffic.

@@ -7,6 +7,7 @@ package deploystate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -69,6 +70,17 @@ type Deployment struct {
 	ImageID      string    `json:"image_id,omitempty"`
 	Evidence     string    `json:"evidence,omitempty"`
 	RolledBack   bool      `json:"rolled_back,omitempty"` // replaced by a rollback; never a rollback target
+	// Smoke is the inference this deployment passed before it took traffic; a rollback to it runs
+	// the same one, so it need not be given again (and fits this model, whatever the project's is).
+	Smoke *SmokeSample `json:"smoke,omitempty"`
+	// NoSmoke records a deployment that took traffic without a smoke inference (--no-smoke).
+	NoSmoke bool `json:"no_smoke,omitempty"`
+}
+
+// SmokeSample is one input row and the class the model must predict for it.
+type SmokeSample struct {
+	Input []float32 `json:"input"`
+	Label int       `json:"label"`
 }
 
 // Rollback is one rollback: when, from what, to what, and why.
@@ -169,6 +181,9 @@ func (d Deployment) Validate() error {
 	}
 	if d.DeployedAt.IsZero() {
 		problems = append(problems, "deployed_at is missing")
+	}
+	if d.Smoke != nil && (len(d.Smoke.Input) == 0 || d.Smoke.Label < 0 || !finite(d.Smoke.Input)) {
+		problems = append(problems, "smoke needs a non-empty input of finite values and a label >= 0")
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, ", "))
@@ -356,4 +371,13 @@ func Decode(raw []byte, env string) (*State, error) {
 		st.Resumes = []Resume{}
 	}
 	return &st, nil
+}
+
+func finite(xs []float32) bool {
+	for _, x := range xs {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -406,6 +406,39 @@ func (e *env) live(t *testing.T) container.InspectResponse {
 	return container.InspectResponse{}
 }
 
+// The smoke inference a release passed is recorded with it, and a rollback to it runs that one:
+// here the project's default would predict wrong, and the rollback still passes on the recorded.
+func TestARollbackRunsTheSmokeInferenceRecordedWithTheRelease(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	for _, rel := range []string{"v1", "v2"} {
+		_, err := e.deploy(t, rel)
+		require.NoError(t, err)
+	}
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, st.History[0].Smoke)
+	assert.Equal(t, w.releases["v1"].Smoke.Input, st.History[0].Smoke.Input)
+	assert.Equal(t, w.releases["v1"].Smoke.Want, st.History[0].Smoke.Label)
+
+	wrong := w.releases["v1"].Smoke
+	wrong.Want = (wrong.Want + 1) % 10
+	_, err = deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious,
+		Reason: "v2 unhealthy", DefaultSmoke: wrong})
+	require.NoError(t, err, "the recorded inference, not the default, was run")
+	assert.Equal(t, "1", e.serving(t))
+
+	// --no-smoke is recorded, and a rollback to that release does not invent an inference.
+	rel := w.releases["v2"]
+	rel.Smoke, rel.NoSmoke = deploy.Smoke{}, true
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+	require.NoError(t, err)
+	st, err = e.store.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err)
+	assert.True(t, st.Current.NoSmoke)
+	assert.Nil(t, st.Current.Smoke)
+}
+
 func TestTheThirdRollbackWithinAnHourHaltsAndResumeClearsIt(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
