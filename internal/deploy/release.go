@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/modelship/modelship/internal/deploystate"
@@ -96,7 +95,7 @@ func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploysta
 	if prev == nil {
 		return fmt.Errorf("%w; nothing was deployed before it to put back, so it keeps serving unrecorded: deploy it again once the state can be written", err)
 	}
-	back := Release{Image: prev.Image, ModelName: prev.ModelName, ModelVersion: prev.ModelVersion, GitSHA: prev.GitSHA, Smoke: req.Release.Smoke}
+	back := releaseOf(*prev, req.Release.Smoke)
 	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), back); perr != nil {
 		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v", err, prev.Image, perr)
 	}
@@ -112,10 +111,21 @@ func deployment(rel Release, res *Result, target, run string) deploystate.Deploy
 	if res.ImageDigest != "" && !isImageID(res.ImageDigest) {
 		d.Image, d.ImageID = res.ImageDigest, ""
 	}
-	if name, version, ok := strings.Cut(res.Model, "@"); ok {
-		d.ModelName, d.ModelVersion = name, version
+	if res.ModelName != "" {
+		d.ModelName, d.ModelVersion = res.ModelName, res.ModelVersion
 	}
 	return d
+}
+
+// releaseOf is the release a recorded deployment was, for deploying it again (a rollback, a
+// put-back). Its smoke inference is the one recorded with it, which fits its model whatever the
+// project's fixture is now; fallback serves a deployment recorded without one.
+func releaseOf(d deploystate.Deployment, fallback Smoke) Release {
+	rel := Release{Image: d.Image, ModelName: d.ModelName, ModelVersion: d.ModelVersion, GitSHA: d.GitSHA, Smoke: fallback}
+	if d.Smoke != nil {
+		rel.Smoke = Smoke{Input: d.Smoke.Input, Want: d.Smoke.Label}
+	}
+	return rel
 }
 
 func isImageID(s string) bool { return len(s) == 71 && s[:7] == "sha256:" }
@@ -179,17 +189,12 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 	// The admission is recorded before the redeploy, so concurrent rollbacks and one that dies
 	// half-way count against the budget; only a redeploy seen to fail is taken off it.
 	at := admitted.Rollbacks[len(admitted.Rollbacks)-1].At
-	rel := Release{Image: target.Image, ModelName: target.ModelName, ModelVersion: target.ModelVersion, GitSHA: target.GitSHA,
-		Smoke: req.Smoke, NoSmoke: req.NoSmoke}
+	rel := releaseOf(target, req.DefaultSmoke)
 	switch {
 	case req.NoSmoke:
-		rel.Smoke = Smoke{}
-	case len(rel.Smoke.Input) == 0 && target.Smoke != nil:
-		// The inference this release passed when it was deployed fits its model, whatever the
-		// project's fixture is now.
-		rel.Smoke = Smoke{Input: target.Smoke.Input, Want: target.Smoke.Label}
-	case len(rel.Smoke.Input) == 0:
-		rel.Smoke = req.DefaultSmoke
+		rel.Smoke, rel.NoSmoke = Smoke{}, true
+	case len(req.Smoke.Input) > 0:
+		rel.Smoke = req.Smoke
 	}
 	res, err := deps.Target.Deploy(ctx, rel)
 	if err != nil {

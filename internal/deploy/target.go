@@ -69,9 +69,11 @@ type Result struct {
 	ImageDigest string // repo@sha256:... when the image came from a registry, else the image ID
 	Instance    string // container ID, deployment name, ...
 	URL         string // where the verified server answers
-	Model       string // name@version the verified server serves, when the target read it off the image
-	Reused      bool   // nothing was fetched: the live instance, the image on the host or the idle colour served again
-	Steps       Steps
+	// ModelName and ModelVersion are what the verified server serves, when the target read them
+	// off the image (empty: the release's).
+	ModelName, ModelVersion string
+	Reused                  bool // nothing was fetched: the live instance, the image on the host or the idle colour served again
+	Steps                   Steps
 }
 
 // Steps are timed stages of a deploy.
@@ -148,9 +150,6 @@ func WaitReady(ctx context.Context, client *serving.Client, alive func(context.C
 		// A probe cut short by the deadline says less than the one before it.
 		if ctx.Err() == nil || last == nil {
 			last = err
-		}
-		if ctx.Err() != nil {
-			return notReady(last)
 		}
 		if i%5 == 0 && alive != nil {
 			if err := alive(ctx); err != nil {

@@ -211,21 +211,15 @@ func (s *State) RecordDeploy(d Deployment) error {
 
 // RollbacksSince counts the rollbacks at or after t that did not fail (admitted, under way
 // or done).
-func (s *State) RollbacksSince(t time.Time) int {
-	n := 0
-	for _, r := range s.Rollbacks {
-		if !r.At.Before(t) && r.Failed == "" {
-			n++
-		}
-	}
-	return n
-}
+func (s *State) RollbacksSince(t time.Time) int { return s.countRollbacks(t, false) }
 
 // FailedRollbacksSince counts the rollback attempts at or after t whose redeploy failed.
-func (s *State) FailedRollbacksSince(t time.Time) int {
+func (s *State) FailedRollbacksSince(t time.Time) int { return s.countRollbacks(t, true) }
+
+func (s *State) countRollbacks(since time.Time, failed bool) int {
 	n := 0
 	for _, r := range s.Rollbacks {
-		if !r.At.Before(t) && r.Failed != "" {
+		if !r.At.Before(since) && (r.Failed != "") == failed {
 			n++
 		}
 	}

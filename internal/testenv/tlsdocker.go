@@ -119,6 +119,3 @@ func ownBridge(t testing.TB) string {
 	t.Fatal("no free 10.215.x.0/24 for the TLS engine's bridge")
 	return ""
 }
-
-// String names the engine for test logs.
-func (d *TLSDocker) String() string { return fmt.Sprintf("TLS dockerd at %s", d.Host) }

@@ -140,7 +140,7 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	if err != nil {
 		return nil, err
 	}
-	res.Model = rel.ModelName + "@" + rel.ModelVersion
+	res.ModelName, res.ModelVersion = rel.ModelName, rel.ModelVersion
 	live, err := d.containers(ctx, false)
 	if err != nil {
 		return nil, err

@@ -402,14 +402,9 @@ func (k *Target) putBack(ctx context.Context, colour string, prev *appsv1.Deploy
 		}
 		return fmt.Errorf("%w; deployment %s, which this deploy created, was removed", cause, name)
 	}
-	var err error
-	if current(prev) {
-		err = createOrUpdate(ctx, api, "deployment", prev, func(cur *appsv1.Deployment) { cur.Labels, cur.Spec = prev.Labels, prev.Spec })
-	} else {
-		// It was replaced because of its old selector: create it again as it was.
-		err = createOrUpdate(ctx, api, "deployment", restorable(prev), func(cur *appsv1.Deployment) {})
-	}
-	if err != nil {
+	// Updated in place, or created again as it was when apply replaced it for its old selector.
+	if err := createOrUpdate(ctx, api, "deployment", restorable(prev),
+		func(cur *appsv1.Deployment) { cur.Labels, cur.Spec = prev.Labels, prev.Spec }); err != nil {
 		return fmt.Errorf("%w; and restoring deployment %s to its previous spec failed too: %v", cause, name, err)
 	}
 	if available(prev) {
@@ -498,12 +493,17 @@ func (k *Target) waitRollout(ctx context.Context, colour string, rel deploy.Rele
 	})
 }
 
+// podSelector selects the pods of one colour.
+func (k *Target) podSelector(colour string) string {
+	return labelApp + "=" + k.cfg.Name + "," + labelColour + "=" + colour
+}
+
 // hopelessPod fails the rollout as soon as a pod of rel on colour cannot pull its image, cannot
 // create its container, or has crash-looped MaxRestarts times: waiting out the progress
 // deadline would change nothing.
 func (k *Target) hopelessPod(ctx context.Context, colour string, rel deploy.Release) error {
 	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labelApp + "=" + k.cfg.Name + "," + labelColour + "=" + colour + "," + deploy.LabelGitSHA + "=" + rel.GitSHA})
+		LabelSelector: k.podSelector(colour) + "," + deploy.LabelGitSHA + "=" + rel.GitSHA})
 	if err != nil {
 		return fmt.Errorf("list pods of %s: %w", colour, err)
 	}
@@ -536,8 +536,7 @@ func (k *Target) switchTo(ctx context.Context, rel deploy.Release, colour string
 func (k *Target) waitEndpoints(ctx context.Context, colour string) error {
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RolloutTimeout)
 	defer cancel()
-	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labelApp + "=" + k.cfg.Name + "," + labelColour + "=" + colour})
+	pods, err := k.cfg.Client.CoreV1().Pods(k.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: k.podSelector(colour)})
 	if err != nil {
 		return fmt.Errorf("list pods of %s: %w", colour, err)
 	}
