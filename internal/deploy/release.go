@@ -203,12 +203,26 @@ func Rollback(ctx context.Context, deps Deps, req RollbackRequest) (*Outcome, er
 	elapsed := time.Since(start)
 	st, err = deps.State.Update(ctx, req.Environment, func(s *deploystate.State) error { return s.RolledBackTo(target) })
 	if err != nil {
-		return &Outcome{Result: res, Elapsed: elapsed}, fmt.Errorf("%s serves %s again but recording it failed: %w", req.Environment, target.Image, err)
+		return &Outcome{Result: res, Elapsed: elapsed}, deps.undoRollback(ctx, req, *from, target, err)
 	}
 	deps.notify(ctx, notify.Event{Kind: notify.RolledBack, Environment: req.Environment, Image: target.Image, GitSHA: target.GitSHA,
 		Model:   target.ModelName + "@" + target.ModelVersion,
 		Message: fmt.Sprintf("rolled back to %s@%s (git %.12s) in %s: %s", target.ModelName, target.ModelVersion, target.GitSHA, elapsed.Round(time.Millisecond), req.Reason)})
 	return &Outcome{Result: res, Deployment: target, State: st, Elapsed: elapsed}, nil
+}
+
+// undoRollback answers a rollback that went live but could not be recorded: the release the
+// state still names as current is deployed again, so what serves is what deploy_state.json
+// says, and the rollback can simply be run again once the state can be written.
+func (deps Deps) undoRollback(ctx context.Context, req RollbackRequest, current, target deploystate.Deployment, recErr error) error {
+	err := fmt.Errorf("%s served %s again but recording the rollback in deploy_state.json failed: %w", req.Environment, target.Image, recErr)
+	if current.Image == target.Image {
+		return fmt.Errorf("%w; it is the release the state names as current, so state and target agree; run the rollback again once the state can be written to log it", err)
+	}
+	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), releaseOf(current, req.DefaultSmoke)); perr != nil {
+		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v; %s serves unrecorded", err, current.Image, perr, target.Image)
+	}
+	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again; run the rollback again once the state can be written", err, current.Image)
 }
 
 // rollbackFailed logs the failed attempt in the state (so it stops counting as a rollback) and

@@ -342,7 +342,7 @@ func TestStateAndWhatServesNeverDisagree(t *testing.T) {
 	assert.Equal(t, before.State.StartedAt, e.live(t).State.StartedAt, "the target was not touched")
 
 	deps := e.deps
-	deps.Target = clobbering{Target: e.deps.Target, clobber: func() {
+	deps.Target = clobbering{Target: e.deps.Target, on: "2", clobber: func() {
 		_, err := w.minio.Client(t).PutObject(context.Background(), e.store.Bucket(), e.store.Key(e.name), strings.NewReader("{}"), 2, minio.PutObjectOptions{})
 		require.NoError(t, err)
 	}}
@@ -365,7 +365,7 @@ func TestStorageLostMidDeployLeavesStateAndServingAgreed(t *testing.T) {
 	_, err := deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v1"]})
 	require.NoError(t, err)
 
-	deps.Target = clobbering{Target: e.deps.Target, clobber: own.Stop}
+	deps.Target = clobbering{Target: e.deps.Target, on: "2", clobber: own.Stop}
 	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v2"]})
 	require.ErrorIs(t, err, objstore.ErrUnreachable)
 	assert.ErrorContains(t, err, "was put back and serves again")
@@ -378,15 +378,49 @@ func TestStorageLostMidDeployLeavesStateAndServingAgreed(t *testing.T) {
 	assert.Empty(t, st.History)
 }
 
-// clobbering is a target that writes over the deploy state once, right after its first deploy.
+// MinIO killed in the middle of a rollback (release 1 serves again, the rollback is not yet
+// recorded): the rollback fails naming the storage and release 2, which the state still names,
+// is put back, so the state never says one thing while the target serves another. Once MinIO is
+// back the file is whole, and the rollback can simply be run again.
+func TestStorageLostMidRollbackLeavesStateAndServingAgreed(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	own := testenv.StartMinIO(t)
+	states := store.New(own.Client(t), own.Bucket(t, "state"))
+	require.NoError(t, states.EnsureBucket(context.Background()))
+	deps := deploy.Deps{Target: e.deps.Target, State: states}
+	for _, rel := range []string{"v1", "v2"} {
+		_, err := deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases[rel]})
+		require.NoError(t, err)
+	}
+
+	deps.Target = clobbering{Target: e.deps.Target, on: "1", clobber: own.Stop}
+	_, err := deploy.Rollback(context.Background(), deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious, Reason: "test"})
+	require.ErrorIs(t, err, objstore.ErrUnreachable)
+	assert.ErrorContains(t, err, "was put back and serves again")
+	assert.Equal(t, "2", e.serving(t), "release 2, which the state names, serves again")
+
+	own.Start(t)
+	st, err := states.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err, "the state file is whole")
+	assert.Equal(t, "2", st.Current.ModelVersion, "and names what serves")
+
+	deps.Target = e.deps.Target
+	_, err = deploy.Rollback(context.Background(), deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious, Reason: "test, again"})
+	require.NoError(t, err, "run again once the storage is back")
+	assert.Equal(t, "1", e.serving(t))
+}
+
+// clobbering is a target that calls clobber whenever a deploy of model version on has gone live.
 type clobbering struct {
 	deploy.Target
+	on      string
 	clobber func()
 }
 
 func (c clobbering) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
 	res, err := c.Target.Deploy(ctx, rel)
-	if c.clobber != nil && rel.ModelVersion == "2" {
+	if c.clobber != nil && rel.ModelVersion == c.on {
 		c.clobber()
 	}
 	return res, err
