@@ -61,34 +61,36 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 
 func (r Modelship) MarshalJSON() ([]byte, error) {
 	var concrete struct {
-		Source            *dagger.Directory
-		StorageEndpoint   string
-		StorageAccessKey  *dagger.Secret
-		StorageSecretKey  *dagger.Secret
-		StorageRegion     string
-		ModelsBucket      string
-		StateBucket       string
-		Environment       string
-		Registry          string
-		RegistryUsername  string
-		RegistryPassword  *dagger.Secret
-		ImageRepository   string
-		ModelName         string
-		GoImage           string
-		RuntimeImage      string
-		MinioImage        string
-		RegistryImage     string
-		TrivyImage        string
-		WebhookURL        *dagger.Secret
-		DockerSocket      *dagger.Socket
-		DockerHost        string
-		DockerTLSCA       *dagger.Secret
-		DockerTLSCert     *dagger.Secret
-		DockerTLSKey      *dagger.Secret
-		DockerInsecureTCP bool
-		Kubeconfig        *dagger.Secret
-		Namespace         string
-		Publish           string
+		Source              *dagger.Directory
+		StorageEndpoint     string
+		StorageAccessKey    *dagger.Secret
+		StorageSecretKey    *dagger.Secret
+		StorageRegion       string
+		ModelsBucket        string
+		StateBucket         string
+		Environment         string
+		Registry            string
+		RegistryUsername    string
+		RegistryPassword    *dagger.Secret
+		ImageRepository     string
+		ModelName           string
+		GoImage             string
+		RuntimeImage        string
+		MinioImage          string
+		RegistryImage       string
+		TrivyImage          string
+		WebhookURL          *dagger.Secret
+		DockerSocket        *dagger.Socket
+		DockerHost          string
+		DockerTLSCA         *dagger.Secret
+		DockerTLSCert       *dagger.Secret
+		DockerTLSKey        *dagger.Secret
+		DockerInsecureTCP   bool
+		DockerSSHKey        *dagger.Secret
+		DockerSSHKnownHosts string
+		Kubeconfig          *dagger.Secret
+		Namespace           string
+		Publish             string
 	}
 	concrete.Source = r.Source
 	concrete.StorageEndpoint = r.StorageEndpoint
@@ -115,6 +117,8 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.DockerTLSCert = r.DockerTLSCert
 	concrete.DockerTLSKey = r.DockerTLSKey
 	concrete.DockerInsecureTCP = r.DockerInsecureTCP
+	concrete.DockerSSHKey = r.DockerSSHKey
+	concrete.DockerSSHKnownHosts = r.DockerSSHKnownHosts
 	concrete.Kubeconfig = r.Kubeconfig
 	concrete.Namespace = r.Namespace
 	concrete.Publish = r.Publish
@@ -123,34 +127,36 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 
 func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
-		Source            *dagger.Directory
-		StorageEndpoint   string
-		StorageAccessKey  *dagger.Secret
-		StorageSecretKey  *dagger.Secret
-		StorageRegion     string
-		ModelsBucket      string
-		StateBucket       string
-		Environment       string
-		Registry          string
-		RegistryUsername  string
-		RegistryPassword  *dagger.Secret
-		ImageRepository   string
-		ModelName         string
-		GoImage           string
-		RuntimeImage      string
-		MinioImage        string
-		RegistryImage     string
-		TrivyImage        string
-		WebhookURL        *dagger.Secret
-		DockerSocket      *dagger.Socket
-		DockerHost        string
-		DockerTLSCA       *dagger.Secret
-		DockerTLSCert     *dagger.Secret
-		DockerTLSKey      *dagger.Secret
-		DockerInsecureTCP bool
-		Kubeconfig        *dagger.Secret
-		Namespace         string
-		Publish           string
+		Source              *dagger.Directory
+		StorageEndpoint     string
+		StorageAccessKey    *dagger.Secret
+		StorageSecretKey    *dagger.Secret
+		StorageRegion       string
+		ModelsBucket        string
+		StateBucket         string
+		Environment         string
+		Registry            string
+		RegistryUsername    string
+		RegistryPassword    *dagger.Secret
+		ImageRepository     string
+		ModelName           string
+		GoImage             string
+		RuntimeImage        string
+		MinioImage          string
+		RegistryImage       string
+		TrivyImage          string
+		WebhookURL          *dagger.Secret
+		DockerSocket        *dagger.Socket
+		DockerHost          string
+		DockerTLSCA         *dagger.Secret
+		DockerTLSCert       *dagger.Secret
+		DockerTLSKey        *dagger.Secret
+		DockerInsecureTCP   bool
+		DockerSSHKey        *dagger.Secret
+		DockerSSHKnownHosts string
+		Kubeconfig          *dagger.Secret
+		Namespace           string
+		Publish             string
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -181,6 +187,8 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.DockerTLSCert = concrete.DockerTLSCert
 	r.DockerTLSKey = concrete.DockerTLSKey
 	r.DockerInsecureTCP = concrete.DockerInsecureTCP
+	r.DockerSSHKey = concrete.DockerSSHKey
+	r.DockerSSHKnownHosts = concrete.DockerSSHKnownHosts
 	r.Kubeconfig = concrete.Kubeconfig
 	r.Namespace = concrete.Namespace
 	r.Publish = concrete.Publish
@@ -632,6 +640,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Modelship).WithBaseImages(&parent, goImage, runtimeImage, minioImage, registryImage, trivyImage), nil
+		case "WithDockerSSH":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var key *dagger.Secret
+			if inputArgs["key"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["key"]), &key)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg key", err))
+				}
+			}
+			var knownHosts string
+			if inputArgs["knownHosts"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["knownHosts"]), &knownHosts)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg knownHosts", err))
+				}
+			}
+			return (*Modelship).WithDockerSSH(&parent, key, knownHosts), nil
 		case "WithDockerTLS":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

@@ -79,6 +79,10 @@ type Modelship struct {
 	// +private
 	DockerInsecureTCP bool
 	// +private
+	DockerSSHKey *dagger.Secret
+	// +private
+	DockerSSHKnownHosts string
+	// +private
 	Kubeconfig *dagger.Secret
 	// +private
 	Namespace string
@@ -114,8 +118,9 @@ func New(
 	//
 	// +optional
 	dockerSocket *dagger.Socket,
-	// Deploy target: a Docker engine address, tcp://HOST:PORT, reached over verified TLS
-	// (with-docker-tls) or, where nobody else is on the network, with-insecure-docker-host.
+	// Deploy target: a Docker engine address: tcp://HOST:PORT, reached over verified TLS
+	// (with-docker-tls) or, where nobody else is on the network, with-insecure-docker-host; or
+	// ssh://USER@HOST[:PORT][/path/to/docker.sock] (with-docker-ssh).
 	//
 	// +optional
 	dockerHost string,

@@ -117,6 +117,22 @@ func (m *Modelship) WithDockerTLS(
 	return &c
 }
 
+// WithDockerSSH reaches an ssh://USER@HOST --docker-host engine through one SSH session: the
+// Docker API over a channel to the engine's socket, the new server's checks over the same
+// session, so the serving host needs nothing open but sshd. The host key must be pinned:
+// `dagger call --docker-host=ssh://deploy@HOST with-docker-ssh --key=env://DOCKER_SSH_KEY
+// --known-hosts="$DOCKER_SSH_KNOWN_HOSTS" deploy ...`.
+func (m *Modelship) WithDockerSSH(
+	// Private key (OpenSSH PEM, no passphrase) of a user the serving host lets use its Docker socket.
+	key *dagger.Secret,
+	// known_hosts lines holding the serving host's key, e.g. from ssh-keyscan checked against the host.
+	knownHosts string,
+) *Modelship {
+	c := *m
+	c.DockerSSHKey, c.DockerSSHKnownHosts = key, knownHosts
+	return &c
+}
+
 // WithInsecureDockerHost accepts a tcp:// --docker-host without TLS. Whoever reaches that port
 // can run anything as root on the serving host; use it only on a network nobody else is on.
 func (m *Modelship) WithInsecureDockerHost() *Modelship {

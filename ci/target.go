@@ -17,16 +17,16 @@ func checkTarget(dockerSocket *dagger.Socket, dockerHost string, kubeconfig *dag
 		return errors.New("give a Docker engine (--docker-socket, --docker-host) or a cluster (--kubeconfig), not both")
 	case dockerSocket != nil && dockerHost != "":
 		return errors.New("give --docker-socket or --docker-host, not both")
-	case dockerHost != "" && !strings.HasPrefix(dockerHost, "tcp://"):
-		return fmt.Errorf("--docker-host %q: want tcp://HOST:PORT (a local engine is --docker-socket /var/run/docker.sock)", dockerHost)
+	case dockerHost != "" && !strings.HasPrefix(dockerHost, "tcp://") && !strings.HasPrefix(dockerHost, "ssh://"):
+		return fmt.Errorf("--docker-host %q: want tcp://HOST:PORT or ssh://USER@HOST (a local engine is --docker-socket /var/run/docker.sock)", dockerHost)
 	}
 	return nil
 }
 
-// deployer is the CLI container wired to the target: a Docker engine by socket or tcp:// host,
+// deployer is the CLI container wired to the target: a Docker engine by socket, tcp:// or ssh:// host,
 // or a cluster by kubeconfig (mounted as a secret file).
 func (m *Modelship) deployer() (*dagger.Container, error) {
-	c := m.Cli().WithEnvVariable("MODELSHIP_CHECK_HOST", "container").WithEnvVariable("MODELSHIP_PUBLISH", m.Publish)
+	c := m.Cli().WithEnvVariable("MODELSHIP_PUBLISH", m.Publish)
 	switch {
 	case m.Kubeconfig != nil:
 		return c.WithMountedSecret("/run/secrets/kubeconfig", m.Kubeconfig).
@@ -35,20 +35,32 @@ func (m *Modelship) deployer() (*dagger.Container, error) {
 			WithEnvVariable("MODELSHIP_NAMESPACE", m.Namespace).
 			WithEnvVariable("MODELSHIP_K8S_NAME", m.ModelName), nil
 	case m.DockerSocket != nil:
-		return c.WithUnixSocket("/var/run/docker.sock", m.DockerSocket).WithEnvVariable("DOCKER_HOST", "unix:///var/run/docker.sock"), nil
+		// This container is not on the engine's host network, so it checks a new server at its
+		// container address; a remote engine's servers are checked where that engine publishes them.
+		return c.WithUnixSocket("/var/run/docker.sock", m.DockerSocket).WithEnvVariable("DOCKER_HOST", "unix:///var/run/docker.sock").
+			WithEnvVariable("MODELSHIP_CHECK_HOST", "container"), nil
 	case m.DockerHost != "":
 		return m.remoteDocker(c.WithEnvVariable("DOCKER_HOST", m.DockerHost))
 	default:
-		return nil, errors.New("no deploy target: give one before the function, e.g. `dagger call --docker-socket=/var/run/docker.sock deploy ...`, or --docker-host tcp://HOST:2376 with with-docker-tls, or --kubeconfig file://$HOME/.kube/config")
+		return nil, errors.New("no deploy target: give one before the function, e.g. `dagger call --docker-socket=/var/run/docker.sock deploy ...`, or --docker-host tcp://HOST:2376 with with-docker-tls (ssh://USER@HOST with with-docker-ssh), or --kubeconfig file://$HOME/.kube/config")
 	}
 }
 
-// remoteDocker gives the CLI what it needs to reach a tcp:// engine: the TLS files as secret
-// mounts, or the explicit acceptance of an unauthenticated API. The CLI refuses the rest too;
+// remoteDocker gives the CLI what it needs to reach a remote engine: the SSH key and pinned host
+// keys, the TLS files as secret mounts, or the explicit acceptance of an unauthenticated API.
+// The CLI refuses the rest too;
 // refusing here says which module call to add.
 func (m *Modelship) remoteDocker(c *dagger.Container) (*dagger.Container, error) {
 	tls := []*dagger.Secret{m.DockerTLSCA, m.DockerTLSCert, m.DockerTLSKey}
 	switch {
+	case strings.HasPrefix(m.DockerHost, "ssh://") && (m.DockerSSHKey == nil || m.DockerSSHKnownHosts == ""):
+		return nil, fmt.Errorf("--docker-host %s: add with-docker-ssh --key=env://DOCKER_SSH_KEY --known-hosts=\"$DOCKER_SSH_KNOWN_HOSTS\" "+
+			"(the host's key is pinned, never taken on first sight)", m.DockerHost)
+	case strings.HasPrefix(m.DockerHost, "ssh://"):
+		return c.WithMountedSecret("/run/secrets/docker/ssh_key", m.DockerSSHKey).
+			WithNewFile("/run/secrets/docker/known_hosts", m.DockerSSHKnownHosts).
+			WithEnvVariable("MODELSHIP_DOCKER_SSH_KEY", "/run/secrets/docker/ssh_key").
+			WithEnvVariable("MODELSHIP_DOCKER_SSH_KNOWN_HOSTS", "/run/secrets/docker/known_hosts"), nil
 	case tls[0] != nil && tls[1] != nil && tls[2] != nil:
 		for i, name := range []string{"CA", "CERT", "KEY"} {
 			path := "/run/secrets/docker/" + strings.ToLower(name) + ".pem"

@@ -13,7 +13,8 @@ required=()
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # Debian packages: a Docker engine, a static busybox for the locally made Go base image,
-# `file` to check it is static, and shellcheck for the scripts.
+# `file` to check it is static, shellcheck for the scripts, and sshd for the tests that reach
+# an engine over ssh:// (they start their own; the packages may start no service meanwhile).
 install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
@@ -21,6 +22,7 @@ install_debian_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v npm >/dev/null || missing+=(npm)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
   [[ -x /bin/busybox ]] && file -L /bin/busybox | grep -q 'statically linked' || missing+=(busybox-static)
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
   ((${#missing[@]} == 0)) && return 0
@@ -29,8 +31,14 @@ install_debian_packages() {
     return 0
   fi
   log "installing ${missing[*]}"
+  local guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -z $guard ]] || rm -f "$guard"
 }
 
 docker_answers() {
@@ -117,6 +125,7 @@ install_kube_tools
 required+=(minio registry gotestsum kubernetes)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
+[[ -x /usr/sbin/sshd && $(id -u) == 0 ]] && required+=(sshd)
 export MODELSHIP_TEST_REQUIRE
 MODELSHIP_TEST_REQUIRE=$(IFS=,; echo "${required[*]}")
 log "set up in $((SECONDS - start))s; required parts: ${MODELSHIP_TEST_REQUIRE:-none}"

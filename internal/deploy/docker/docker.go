@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -25,6 +26,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/serving"
 )
 
 const (
@@ -51,7 +53,11 @@ type Config struct {
 	// ports (default: the engine's address), or CheckViaContainerIP to use the container's own
 	// address on its Docker network (for a deployer that runs in a container on the same host,
 	// such as a Dagger function, where the host's loopback is out of reach).
-	CheckHost    string
+	CheckHost string
+	// CheckDial, when set, is how the checks connect to CheckHost: through the SSH session of an
+	// ssh:// engine, so they reach the candidate as the serving host does.
+	CheckDial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	Engine       string        // how messages name the engine; default the client's host
 	ReadyTimeout time.Duration // per instance; default 60s
 	KeepStopped  int           // earlier containers kept stopped, for their logs; default 2
 	RegistryAuth string        // base64 JSON auth for private registries; empty for none
@@ -92,6 +98,9 @@ func New(cfg Config) (*Target, error) {
 	if cfg.KeepStopped <= 0 {
 		cfg.KeepStopped = 2
 	}
+	if cfg.Engine == "" {
+		cfg.Engine = cfg.Client.DaemonHost()
+	}
 	d := &Target{cfg: cfg, hostIP: host, hostPort: port, checkHost: cfg.CheckHost}
 	if d.checkHost == "" {
 		d.checkHost = "127.0.0.1"
@@ -102,6 +111,16 @@ func New(cfg Config) (*Target, error) {
 		}
 	}
 	return d, nil
+}
+
+// checkClient is a model server client for a check of the server at url, connecting the way
+// the engine is reached.
+func (d *Target) checkClient(url string) *serving.Client {
+	c := serving.NewClient(url)
+	if d.cfg.CheckDial != nil {
+		c.HTTP.Transport = &http.Transport{DialContext: d.cfg.CheckDial}
+	}
+	return c
 }
 
 // publicURL is where the live server is published.
@@ -123,7 +142,7 @@ func (d *Target) Name() string { return "docker" }
 func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
 	res := &deploy.Result{Image: rel.Image}
 	if _, err := d.cfg.Client.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Client.DaemonHost(), err)
+		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Engine, err)
 	}
 	var img image.InspectResponse
 	var pulled bool
@@ -390,8 +409,9 @@ func short(id string) string {
 
 // Connection is how to reach a Docker engine, and how far to trust the way there.
 type Connection struct {
-	Host string // unix:///path or tcp://host:port; empty: DOCKER_HOST, else the default socket
+	Host string // unix:///path, tcp://host:port or ssh://user@host[:port][/socket]; empty: DOCKER_HOST, else the default socket
 	TLS  TLSFiles
+	SSH  SSHFiles
 	// AllowInsecureTCP accepts tcp:// without verified TLS. That API is unauthenticated: whoever
 	// reaches the port is root on the serving host, so it is refused unless asked for.
 	AllowInsecureTCP bool
@@ -409,19 +429,34 @@ var ErrInsecureHost = errors.New("unauthenticated Docker API refused")
 // Dial connects to the Docker engine conn names (the DOCKER_HOST conventions, DOCKER_CERT_PATH
 // and DOCKER_TLS_VERIFY included), negotiating the API version so older engines work, and
 // returns the target on it. A tcp:// engine needs verified TLS, from conn.TLS or from
-// DOCKER_CERT_PATH with DOCKER_TLS_VERIFY set, unless conn.AllowInsecureTCP. Close the client
-// when done.
-func Dial(conn Connection, cfg Config) (*Target, *client.Client, error) {
+// DOCKER_CERT_PATH with DOCKER_TLS_VERIFY set, unless conn.AllowInsecureTCP. An ssh:// engine
+// is reached through one SSH session with a pinned host key, and so are the checks of the
+// servers it runs. Close the engine when done.
+func Dial(conn Connection, cfg Config) (*Target, *Engine, error) {
 	host := conn.Host
 	if host == "" {
 		host = os.Getenv(client.EnvOverrideHost)
 	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if conn.Host != "" {
+	if conn.Host != "" && !isSSH(host) {
 		opts = append(opts, client.WithHost(conn.Host))
 	}
 	tcp := strings.HasPrefix(host, "tcp://") || strings.HasPrefix(host, "http://") || strings.HasPrefix(host, "https://")
+	var tunnel *sshEngine
 	switch {
+	case conn.SSH.given() && !isSSH(host):
+		return nil, nil, fmt.Errorf("docker SSH key and known hosts are for an ssh:// engine, not %q", host)
+	case isSSH(host) && conn.TLS.given():
+		return nil, nil, fmt.Errorf("docker TLS files are for a tcp:// engine, not %q, which SSH secures", host)
+	case isSSH(host):
+		var err error
+		if tunnel, err = dialSSH(context.Background(), host, conn.SSH); err != nil {
+			return nil, nil, err
+		}
+		// The client's own host only names the engine in requests; every connection is a
+		// channel of the SSH session.
+		opts = append(opts, client.WithHost("http://docker.ssh"), client.WithDialContext(tunnel.dialDocker))
+		cfg.Engine, cfg.CheckDial = tunnel.name, tunnel.dialCheck
 	case conn.TLS.given() && (conn.TLS.CA == "" || conn.TLS.Cert == "" || conn.TLS.Key == ""):
 		return nil, nil, errors.New("docker TLS: give the CA, the client certificate and its key together (--docker-tls-ca, --docker-tls-cert, --docker-tls-key)")
 	case conn.TLS.given() && !tcp:
@@ -431,17 +466,38 @@ func Dial(conn Connection, cfg Config) (*Target, *client.Client, error) {
 	case tcp && !(os.Getenv(client.EnvOverrideCertPath) != "" && os.Getenv(client.EnvTLSVerify) != "") && !conn.AllowInsecureTCP:
 		return nil, nil, fmt.Errorf("%w: %s without verified TLS lets whoever reaches it run anything as root on that host; "+
 			"give --docker-tls-ca, --docker-tls-cert and --docker-tls-key (or DOCKER_CERT_PATH with DOCKER_TLS_VERIFY=1), "+
-			"or accept the risk with --docker-insecure-tcp", ErrInsecureHost, host)
+			"reach it over ssh://USER@HOST, or accept the risk with --docker-insecure-tcp", ErrInsecureHost, host)
 	}
+	engine := &Engine{tunnel: tunnel}
 	cli, err := client.NewClientWithOpts(opts...)
 	if err != nil {
+		engine.Close()
 		return nil, nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
+	engine.Client = cli
 	cfg.Client = cli
 	target, err := New(cfg)
 	if err != nil {
-		cli.Close()
+		engine.Close()
 		return nil, nil, err
 	}
-	return target, cli, nil
+	return target, engine, nil
+}
+
+// Engine is a connected Docker client; closing it also ends the SSH session it goes through.
+type Engine struct {
+	*client.Client
+	tunnel *sshEngine
+}
+
+// Close closes the client and the SSH session.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.Client != nil {
+		errs = append(errs, e.Client.Close())
+	}
+	if e.tunnel != nil {
+		errs = append(errs, e.tunnel.client.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -75,7 +75,7 @@ func (in *instance) verification(annotate func(error) error) []deploy.Action {
 				in.at, err = in.url(ctx)
 			}
 			if err == nil {
-				err = fn(ctx, serving.NewClient(in.at))
+				err = fn(ctx, in.d.checkClient(in.at))
 			}
 			if err != nil && !strings.Contains(err.Error(), "exited with code") {
 				err = fmt.Errorf("%w (container log: %s)", err, in.d.logTail(context.WithoutCancel(ctx), in.id))
