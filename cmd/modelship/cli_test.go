@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -509,7 +510,10 @@ func TestKubernetesTargetCommands(t *testing.T) {
 	ns := "cli-kube"
 	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	common := []string{"--target", "kubernetes", "--kubeconfig", kube.Kubeconfig, "--namespace", ns, "--k8s-name", "digits",
+	// The pods answer on their own port through real model servers, and each deploy smoke-tests
+	// them through the API server's pod proxy.
+	port := strconv.Itoa(int(kube.ServePods(t)))
+	common := []string{"--target", "kubernetes", "--kubeconfig", kube.Kubeconfig, "--namespace", ns, "--k8s-name", "digits", "--port", port,
 		"--env", ns, "--progress-deadline", "5s", "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
 	deployArgs := func(sha, version string) []string {
 		return append([]string{"deploy", "--image", reg.Addr + "/digits:" + sha, "--model-version", version, "--git-sha", sha, "--branch", "main"}, common...)
@@ -529,7 +533,7 @@ func TestKubernetesTargetCommands(t *testing.T) {
 		dry, code := c.run(append(append(deployArgs(gitSHA, "1"), "--dry-run"), extra...)...)
 		require.Equal(t, 0, code, dry)
 		rendered, code := c.run(append([]string{"manifests", "--image", reg.Addr + "/digits:" + gitSHA, "--model-version", "1",
-			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--env", ns, "--progress-deadline", "5s"}, extra...)...)
+			"--git-sha", gitSHA, "--namespace", ns, "--k8s-name", "digits", "--port", port, "--env", ns, "--progress-deadline", "5s"}, extra...)...)
 		require.Equal(t, 0, code, rendered)
 		assert.Equal(t, dry, rendered, "manifests %v", extra)
 	}

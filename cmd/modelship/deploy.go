@@ -36,7 +36,7 @@ type targetFlags struct {
 // kubeFlags configure the Kubernetes target.
 type kubeFlags struct {
 	kubeconfig, namespace, name            string
-	replicas, idleReplicas                 int32
+	port, replicas, idleReplicas           int32
 	cpuRequest, memoryRequest, memoryLimit string
 	progressDeadline                       time.Duration
 	smokeURL                               string
@@ -49,18 +49,19 @@ func (k *kubeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
 	fl.StringVar(&k.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
 	fl.StringVar(&k.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
+	fl.Int32Var(&k.port, "port", 8000, "port the server listens on in its pods, and the Service's port")
 	fl.Int32Var(&k.replicas, "replicas", 2, "pods per colour")
 	fl.Int32Var(&k.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
 	fl.StringVar(&k.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")
 	fl.StringVar(&k.memoryRequest, "memory-request", "", "memory request per pod, e.g. 128Mi")
 	fl.StringVar(&k.memoryLimit, "memory-limit", "", "memory limit per pod, e.g. 512Mi")
 	fl.DurationVar(&k.progressDeadline, "progress-deadline", time.Minute, "a rollout that does not progress for this long fails")
-	fl.StringVar(&k.smokeURL, "smoke-url", "", "URL of the new colour's server for the smoke inference, {colour} replaced (optional; the cluster must be reachable)")
+	fl.StringVar(&k.smokeURL, "smoke-url", "", "URL of the new colour's server for the smoke test, {colour} replaced (default: each new pod through the API server's pod proxy)")
 }
 
 // config is the Kubernetes target's configuration, without a client (manifests needs none).
 func (k *kubeFlags) config(env string, readyTimeout time.Duration) kubernetes.Config {
-	kc := kubernetes.Config{Namespace: k.namespace, Name: k.name, Environment: env,
+	kc := kubernetes.Config{Namespace: k.namespace, Name: k.name, Environment: env, Port: k.port,
 		Replicas: k.replicas, IdleReplicas: k.idleReplicas, CPURequest: k.cpuRequest,
 		MemoryRequest: k.memoryRequest, MemoryLimit: k.memoryLimit, ProgressDeadline: k.progressDeadline,
 		RolloutTimeout: readyTimeout + k.progressDeadline}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ type KubeControlPlane struct {
 	Kubeconfig string
 	Config     *rest.Config
 	Client     kubernetes.Interface
+
+	podsOnce sync.Once
+	pods     *PodServers
 }
 
 var sharedKube *KubeControlPlane

@@ -15,11 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
-
-	"github.com/modelship/modelship/serving"
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/imageref"
@@ -64,7 +63,11 @@ type Config struct {
 	MemoryLimit      string        // e.g. "512Mi"; empty: none
 	ProgressDeadline time.Duration // the Deployment's progressDeadlineSeconds; default 60s
 	RolloutTimeout   time.Duration // how long to wait for a rollout or endpoints; default 5m
-	SmokeURL         func(colour string) string
+	// SmokeURL reaches a colour's server for the smoke test some other way than REST.
+	SmokeURL func(colour string) string
+	// REST is the API server connection the smoke test reaches the new pods through (the pod
+	// proxy); Dial sets it. Without it or SmokeURL, only a release with NoSmoke deploys.
+	REST *rest.Config
 	// Resolve pins a tag to the digest its registry serves (imageref.Resolve), so the pods run
 	// and the state records those exact bytes. Nil: the reference is used, and recorded, as given.
 	Resolve func(ctx context.Context, ref string) (imageref.Pinned, error)
@@ -182,7 +185,8 @@ func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deploymen
 						Name:  "model-server",
 						Image: rel.Image,
 						Env: []corev1.EnvVar{{Name: "MODELSHIP_MODEL_NAME", Value: rel.ModelName},
-							{Name: "MODELSHIP_MODEL_VERSION", Value: rel.ModelVersion}},
+							{Name: "MODELSHIP_MODEL_VERSION", Value: rel.ModelVersion},
+							{Name: "MODELSHIP_ADDR", Value: fmt.Sprintf(":%d", k.cfg.Port)}},
 						Ports:     []corev1.ContainerPort{{Name: "http", ContainerPort: k.cfg.Port}},
 						Resources: res,
 						SecurityContext: &corev1.SecurityContext{
@@ -273,6 +277,9 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 			return nil
 		}}}, read...)
 	}
+	if err := k.canSmoke(rel); err != nil {
+		return nil, err
+	}
 	if err := read.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
@@ -326,9 +333,10 @@ func (k *Target) plan(rel deploy.Release, live, target string, prev *appsv1.Depl
 				return nil
 			}})
 	}
-	if k.cfg.SmokeURL != nil {
+	// Without a way to the pods, canSmoke let only a release deployed with NoSmoke this far.
+	if k.cfg.SmokeURL != nil || k.cfg.REST != nil {
 		plan = append(plan, deploy.Action{Name: "smoke", Run: func(ctx context.Context) error {
-			if err := deploy.SmokeTest(ctx, serving.NewClient(k.cfg.SmokeURL(target)), rel); err != nil {
+			if err := k.smoke(ctx, target, rel); err != nil {
 				return fmt.Errorf("%w; the Service still selects %q", err, orNone(live))
 			}
 			return nil
@@ -628,6 +636,6 @@ func Dial(path string, cfg Config) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	cfg.Client = cs
+	cfg.Client, cfg.REST = cs, rest
 	return New(cfg)
 }

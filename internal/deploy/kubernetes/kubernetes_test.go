@@ -55,8 +55,10 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	}
 	_, err := kube.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	cfg := kubernetes.Config{Client: kube.Client, Namespace: ns, Name: "digits", Environment: ns, Replicas: 2,
-		ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute, Resolve: imageref.Resolve}
+	// The pods answer on a port of the test's own, through real model servers (ServePods), and
+	// every deploy smoke-tests them through the API server's pod proxy as it would on a cluster.
+	cfg := kubernetes.Config{Client: kube.Client, REST: kube.Config, Port: kube.ServePods(t), Namespace: ns, Name: "digits",
+		Environment: ns, Replicas: 2, ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute, Resolve: imageref.Resolve}
 	if change != nil {
 		change(&cfg)
 	}
@@ -84,9 +86,19 @@ func pushReleases(t testing.TB) {
 	})
 }
 
+// kubeRelease n is model version n; its pods serve the reference weights, so the fixture's
+// first sample is its smoke inference.
 func kubeRelease(n int) deploy.Release {
-	return deploy.Release{Image: fmt.Sprintf("%s:%s", imageRepo, sha(n)), ModelName: "digits", ModelVersion: fmt.Sprint(n), GitSHA: sha(n)}
+	return deploy.Release{Image: fmt.Sprintf("%s:%s", imageRepo, sha(n)), ModelName: "digits", ModelVersion: fmt.Sprint(n), GitSHA: sha(n), Smoke: smokeSample}
 }
+
+var smokeSample = func() deploy.Smoke {
+	s, err := deploy.SmokeFromFixture("../../../tests/fixtures/digits_validation.json")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // pinned is what the colour's Deployment runs for release n: its tag with the digest added.
 func pinned(n int) string { return kubeRelease(n).Image + "@" + strings.SplitN(digests[n], "@", 2)[1] }
@@ -183,6 +195,55 @@ func TestKubernetesStuckRolloutLeavesTheServiceAlone(t *testing.T) {
 	assert.Equal(t, "1", st.Current.ModelVersion, "deploy_state.json still names v1")
 	_, err = e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-green", metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "the green Deployment this deploy created was removed again: %v", err)
+}
+
+// Every pod of the new colour is smoke-tested through the API server's pod proxy before the
+// Service moves: a release whose inference comes back wrong never takes traffic, and the idle
+// colour is put back.
+func TestKubernetesAWrongSmokeInferenceKeepsTheServiceOnTheLiveColour(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	_, err := e.deploy(t, 1)
+	require.NoError(t, err)
+
+	wrong := kubeRelease(2)
+	wrong.Smoke.Want = (wrong.Smoke.Want + 1) % 10
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: wrong})
+	require.ErrorIs(t, err, deploy.ErrVerification)
+	assert.ErrorContains(t, err, "smoke inference predicted class")
+	assert.ErrorContains(t, err, `the Service still selects "blue"`)
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+	assert.Equal(t, map[string]int{kubernetes.Blue: 2}, e.endpointColours(t))
+	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "1", st.Current.ModelVersion)
+}
+
+// Without a way to the pods (no API server connection to proxy through, no --smoke-url), a
+// deploy refuses before it applies anything, unless told to go without a smoke inference, which
+// the state then records.
+func TestKubernetesADeployThatCannotSmokeTestRefusesUnlessNoSmoke(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	blind := e.cfg
+	blind.REST = nil
+	target, err := kubernetes.New(blind)
+	require.NoError(t, err)
+	deps := e.deps
+	deps.Target = target
+
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: kubeRelease(1)})
+	require.ErrorIs(t, err, kubernetes.ErrCannotSmoke)
+	assert.ErrorContains(t, err, "--no-smoke")
+	_, err = e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-blue", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "nothing was applied: %v", err)
+
+	rel := kubeRelease(1)
+	rel.Smoke, rel.NoSmoke = deploy.Smoke{}, true
+	_, err = deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: rel})
+	require.NoError(t, err)
+	assert.Equal(t, kubernetes.Blue, e.selected(t))
+	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
+	require.NoError(t, err)
+	assert.True(t, st.Current.NoSmoke, "the state says it went live without a smoke inference")
 }
 
 // KWOK's pods never pull an image, so the test plays the kubelet: the new pods are left
