@@ -25,16 +25,17 @@ const (
 
 // MinIOServer is a real MinIO process on a loopback port.
 type MinIOServer struct {
-	Addr    string
-	Dir     string
-	bin     string
-	process *Process
-	t       testing.TB
+	Addr           string
+	Dir            string
+	User, Password string // root credentials
+	bin            string
+	process        *Process
+	t              testing.TB
 }
 
 // Config is the objstore configuration that reaches this server.
 func (s *MinIOServer) Config() objstore.Config {
-	return objstore.Config{Endpoint: "http://" + s.Addr, Region: "us-east-1", AccessKey: MinIOUser, SecretKey: MinIOPassword}
+	return objstore.Config{Endpoint: "http://" + s.Addr, Region: "us-east-1", AccessKey: s.User, SecretKey: s.Password}
 }
 
 // Client is a minio-go client of this server.
@@ -77,7 +78,7 @@ func (s *MinIOServer) Stop() {
 func (s *MinIOServer) Start(t testing.TB) {
 	t.Helper()
 	s.process = Start(t, s.bin, []string{"server", s.Dir, "--address", s.Addr, "--console-address", FreeAddr(t), "--quiet"},
-		[]string{"MINIO_ROOT_USER=" + MinIOUser, "MINIO_ROOT_PASSWORD=" + MinIOPassword, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1"})
+		[]string{"MINIO_ROOT_USER=" + s.User, "MINIO_ROOT_PASSWORD=" + s.Password, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1"})
 	WaitHTTP(t, s.process, "http://"+s.Addr+"/minio/health/ready", http.StatusOK)
 }
 
@@ -96,7 +97,14 @@ func minioBinary(t testing.TB) string {
 // StartMinIO starts a server of the test's own, stopped at the test's end.
 func StartMinIO(t testing.TB) *MinIOServer {
 	t.Helper()
-	s := &MinIOServer{Addr: FreeAddr(t), Dir: t.TempDir(), bin: minioBinary(t), t: t}
+	return StartMinIOAs(t, MinIOUser, MinIOPassword)
+}
+
+// StartMinIOAs starts a server of the test's own whose root credentials are user and password
+// (MinIO wants at least 3 and 8 characters), stopped at the test's end.
+func StartMinIOAs(t testing.TB, user, password string) *MinIOServer {
+	t.Helper()
+	s := &MinIOServer{Addr: FreeAddr(t), Dir: t.TempDir(), User: user, Password: password, bin: minioBinary(t), t: t}
 	s.Start(t)
 	t.Cleanup(s.Stop)
 	return s
@@ -121,10 +129,10 @@ func SharedMinIO(t testing.TB) *MinIOServer {
 	if err != nil {
 		t.Fatalf("minio data folder: %v", err)
 	}
-	s := &MinIOServer{Addr: FreeAddr(t), Dir: dir, bin: minioBinary(t)}
+	s := &MinIOServer{Addr: FreeAddr(t), Dir: dir, User: MinIOUser, Password: MinIOPassword, bin: minioBinary(t)}
 	// The shared server outlives the first test, so it is not tied to that test's cleanup.
 	s.process = startDetached(t, s.bin, []string{"server", dir, "--address", s.Addr, "--console-address", FreeAddr(t), "--quiet"},
-		[]string{"MINIO_ROOT_USER=" + MinIOUser, "MINIO_ROOT_PASSWORD=" + MinIOPassword, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1"})
+		[]string{"MINIO_ROOT_USER=" + s.User, "MINIO_ROOT_PASSWORD=" + s.Password, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1"})
 	WaitHTTP(t, s.process, "http://"+s.Addr+"/minio/health/ready", http.StatusOK)
 	sharedMinIO = s
 	sharedStop = append(sharedStop, func() { s.Stop(); os.RemoveAll(dir) })
