@@ -65,7 +65,9 @@ func (k *KubeControlPlane) ServePods(t testing.TB) int32 {
 		t.Fatalf("listen for the pods: %v", err)
 	}
 	srv := &http.Server{Handler: k.pods, ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, localAddrKey{}, c.LocalAddr()) }}
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, localAddrKey{}, c.LocalAddr())
+		}}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return int32(ln.Addr().(*net.TCPAddr).Port)
@@ -153,4 +155,3 @@ func localPodRoute() error {
 	sharedMu.Unlock()
 	return nil
 }
-
