@@ -59,8 +59,13 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	return pulled.File("/model/model.onnx").WithTimestamps(0), res, nil
 }
 
-// serverImage builds serving/Dockerfile with the model placed in the build context.
-func (m *Modelship) serverImage(model *dagger.File, res resolution, revision string) *dagger.Container {
+// serverImage builds serving/Dockerfile with the model placed in the build context and the
+// project's smoke inference in its label.
+func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, error) {
+	smoke, err := m.smokeLabel(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return m.Source.
 		WithFile("models/candidate.onnx", model).
 		DockerBuild(dagger.DirectoryDockerBuildOpts{
@@ -72,15 +77,18 @@ func (m *Modelship) serverImage(model *dagger.File, res resolution, revision str
 				{Name: "MODEL_NAME", Value: m.ModelName},
 				{Name: "MODEL_VERSION", Value: res.Manifest.Version},
 				{Name: "REVISION", Value: revision},
+				{Name: "SMOKE", Value: smoke},
 			},
-		})
+		}), nil
 }
 
 // service runs a pulled model's server image as a service on port 8000.
-func (m *Modelship) service(model *dagger.File, res resolution) *dagger.Service {
-	return m.serverImage(model, res, res.Manifest.GitSHA).
-		WithExposedPort(8000).
-		AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true})
+func (m *Modelship) service(ctx context.Context, model *dagger.File, res resolution) (*dagger.Service, error) {
+	img, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
+	if err != nil {
+		return nil, err
+	}
+	return img.WithExposedPort(8000).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
 }
 
 // Serve runs a model version's server image as a service: `dagger call serve up --ports 8001:8000`.
@@ -99,7 +107,7 @@ func (m *Modelship) Serve(
 	if err != nil {
 		return nil, err
 	}
-	return m.service(model, res), nil
+	return m.service(ctx, model, res)
 }
 
 // gateRun is one quality gate run: its reports and the gate's exit code.
@@ -117,8 +125,12 @@ func (m *Modelship) gate(ctx context.Context, modelVersion, gitSha string, again
 	if err != nil {
 		return gateRun{}, err
 	}
+	svc, err := m.service(ctx, model, res)
+	if err != nil {
+		return gateRun{}, err
+	}
 	c := m.Cli().
-		WithServiceBinding(candidateHost, m.service(model, res)).
+		WithServiceBinding(candidateHost, svc).
 		WithEnvVariable("MODELSHIP_SERVER_URL", "http://"+candidateHost+":8000").
 		WithEnvVariable("MODELSHIP_MODEL_VERSION", res.Manifest.Version).
 		WithEnvVariable("MODELSHIP_REPORT_DIR", reportsDir)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
+	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/pipeline"
 )
 
@@ -55,7 +56,30 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 	if err != nil {
 		return nil, res, err
 	}
-	return m.serverImage(model, res, gitSha), res, nil
+	img, err := m.serverImage(ctx, model, res, gitSha)
+	return img, res, err
+}
+
+// smokeFixture is the fixture whose first sample the image carries as its smoke inference: the
+// one the gate reads.
+const smokeFixture = "tests/fixtures/digits_validation.json"
+
+// smokeLabel is the image's smoke inference label (pipeline.LabelSmoke), so deploy and rollback
+// run one that fits the model wherever they run from. A project without the fixture builds
+// images without one; its deploys then need --smoke-fixture.
+func (m *Modelship) smokeLabel(ctx context.Context) (string, error) {
+	if ok, err := m.Source.Exists(ctx, smokeFixture); err != nil || !ok {
+		return "", err
+	}
+	raw, err := m.Source.File(smokeFixture).Contents(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", smokeFixture, err)
+	}
+	fx, err := dataset.ParseFixture([]byte(raw))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", smokeFixture, err)
+	}
+	return pipeline.EncodeSmokeLabel(pipeline.SampleSmoke(fx.Samples[0].Features, fx.Samples[0].Label))
 }
 
 // BuildImage is the build-image stage: fetches the model artifact for the commit (or version)

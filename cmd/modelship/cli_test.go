@@ -372,15 +372,14 @@ func TestAPlainTCPDockerHostIsRefused(t *testing.T) {
 	assert.Equal(t, 7, code, "with the flag it tries, and finds nothing listening: %s", out)
 }
 
-// A deploy with no smoke input says how to give one or do without, before touching anything.
+// --no-smoke and --smoke-fixture contradict each other; --no-smoke alone goes on to the target.
+// (Without either, the image's own smoke inference is used: TestDeployAndRollbackCommands.)
 func TestADeployWithoutASmokeInputSaysWhatToDo(t *testing.T) {
 	c := newCLI(t)
 	deployArgs := []string{"deploy", "--image", "registry.example.com/digits:" + gitSHA, "--model-version", "1", "--git-sha", gitSHA,
 		"--branch", "main", "--docker-host", "unix:///nonexistent.sock"}
-	out, code := c.run(deployArgs...) // run from cmd/modelship: the default fixture path is not there
-	assert.Equal(t, 2, code, out)
-	assert.Contains(t, out, "--smoke-fixture FILE")
-	assert.Contains(t, out, "--no-smoke")
+	out, code := c.run(append(deployArgs, "--smoke-fixture", "missing.json")...)
+	assert.Equal(t, 2, code, "a fixture that was asked for must be there: %s", out)
 	out, code = c.run(append(deployArgs, "--no-smoke", "--smoke-fixture", "x.json")...)
 	assert.Equal(t, 2, code, out)
 	assert.Contains(t, out, "not both")
@@ -475,6 +474,14 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 
 	out, code = c.run(append(deployArgs, "--branch", "feature/x")...)
 	assert.Equal(t, 8, code, out)
+
+	// Run from cmd/modelship, where the default fixture path is not, for an image built without a
+	// smoke inference of its own: refused before anything starts, saying how to give one.
+	out, code = c.run("deploy", "--image", ref, "--model-version", "1", "--git-sha", gitSHA, "--env", env, "--publish", publish, "--branch", "main")
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "--smoke-fixture FILE")
+	assert.Contains(t, out, "--no-smoke")
+	assert.Contains(t, out, "dev.modelship.smoke")
 
 	out, code = c.run(append(deployArgs, "--branch", "main")...)
 	require.Equal(t, 0, code, "the first deploy creates the state bucket: %s", out)

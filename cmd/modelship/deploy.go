@@ -99,7 +99,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.publish, "publish", envOr("MODELSHIP_PUBLISH", "127.0.0.1:8000"), "host address the live server is published on (MODELSHIP_PUBLISH)")
 	fl.StringVar(&f.checkHost, "check-host", os.Getenv("MODELSHIP_CHECK_HOST"), "where to reach new servers to verify them: a host, or 'container' for their Docker network address (MODELSHIP_CHECK_HOST; default: the engine's host)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long a new server may take to become ready")
-	fl.StringVar(&f.smokeFixture, "smoke-fixture", envOr("MODELSHIP_SMOKE_FIXTURE", "tests/fixtures/digits_validation.json"), "fixture whose first sample is the smoke inference (MODELSHIP_SMOKE_FIXTURE); a rollback runs the one recorded with the deployment unless this is given")
+	fl.StringVar(&f.smokeFixture, "smoke-fixture", envOr("MODELSHIP_SMOKE_FIXTURE", "tests/fixtures/digits_validation.json"), "fixture whose first sample is the smoke inference (MODELSHIP_SMOKE_FIXTURE); given, it overrides the image's own (label dev.modelship.smoke) and, in a rollback, the one recorded with the deployment; left at its default, it serves only an image without one")
 	fl.BoolVar(&f.noSmoke, "no-smoke", false, "verify without a smoke inference (readiness and model metadata only); recorded in the state")
 	fl.StringVar(&f.pipelineRun, "pipeline-run", firstEnv("MODELSHIP_PIPELINE_RUN", "GITHUB_RUN_ID", "CI_PIPELINE_ID"), "pipeline run recorded in the state (GITHUB_RUN_ID, CI_PIPELINE_ID)")
 }
@@ -199,7 +199,7 @@ func printSteps(cmd *cobra.Command, out *deploy.Outcome) {
 func (f *targetFlags) kubernetes() (*kubernetes.Target, error) {
 	cfg := f.kube.config(f.env, f.readyTimeout)
 	// The pods run, and the state records, the digest the registry serves for the tag now.
-	cfg.Resolve = imageref.Resolve
+	cfg.Resolve, cfg.Labels = imageref.Resolve, imageref.Labels
 	t, err := kubernetes.Dial(f.kube.kubeconfig, cfg)
 	if err != nil {
 		return nil, usageError{err}
@@ -224,7 +224,8 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Use:   "deploy --image REF --model-version V --git-sha SHA --branch main",
 		Short: "Roll a model server image out, verify it, and record it in deploy_state.json",
 		Long: `Deploy runs only for the main branch and only while the environment is not halted. The new
-server starts beside the live one, must answer ready and get the smoke inference right, and only
+server starts beside the live one, must answer ready and get the smoke inference right (the
+image's own, which build-image bakes in, unless --smoke-fixture is given), and only
 then takes the published port; if anything fails the previous server keeps (or gets back) the
 traffic and the command exits 9. On success deploy_state.json records the commit, the image with
 its digest, the model version and the time.`,
@@ -233,11 +234,17 @@ its digest, the model version and the time.`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: tf.run(g, func(cmd *cobra.Command, smoke smokeInput, deps deploy.Deps) error {
 			rel.NoSmoke = smoke.none
-			if !smoke.none {
+			switch {
+			case smoke.none:
+			case smoke.given:
 				var err error
 				if rel.Smoke, err = smoke.required(); err != nil {
 					return err
 				}
+			case smoke.err == nil:
+				// The image's own smoke inference (build-image bakes it in) comes first; the
+				// project's fixture is for images built without one.
+				rel.DefaultSmoke = smoke.smoke
 			}
 			if dryRun {
 				k, ok := deps.Target.(*kubernetes.Target)
@@ -295,7 +302,8 @@ func newRollbackCmd(g *globals) *cobra.Command {
 a deploy. --to current (the default) restores the deployment the state records as live: the
 candidate failed its gate or rollout and production must be that again. --to previous goes back
 past it to the one before. It runs the smoke inference recorded with that deployment (unless
---smoke-fixture or --no-smoke is given); its image is used from the host when it is still there.
+--smoke-fixture or --no-smoke is given), else the image's own; its image is used from the host
+when it is still there.
 The third rollback within an hour is not performed: the environment is halted (exit 6) until a
 person runs 'modelship state resume'.`,
 		Example: `  modelship rollback --env production --reason "quality gate failed for $GIT_SHA"`,

@@ -97,7 +97,7 @@ func exitCode(err error) int {
 	var usage usageError
 	switch {
 	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput),
-		errors.Is(err, inference.ErrInvalidModel):
+		errors.Is(err, inference.ErrInvalidModel), errors.Is(err, deploy.ErrNoSmokeInput), errors.Is(err, kubernetes.ErrCannotSmoke):
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted

@@ -95,7 +95,7 @@ func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploysta
 	if prev == nil {
 		return fmt.Errorf("%w; nothing was deployed before it to put back, so it keeps serving unrecorded: deploy it again once the state can be written", err)
 	}
-	back := releaseOf(*prev, req.Release.Smoke)
+	back := releaseOf(*prev, req.Release.DefaultSmoke)
 	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), back); perr != nil {
 		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v", err, prev.Image, perr)
 	}
@@ -105,8 +105,12 @@ func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploysta
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {
 	d := deploystate.Deployment{GitSHA: rel.GitSHA, Image: rel.Image, ModelName: rel.ModelName, ModelVersion: rel.ModelVersion,
 		DeployedAt: time.Now().UTC(), PipelineRun: run, Target: target, ImageID: res.ImageDigest, NoSmoke: rel.NoSmoke}
-	if len(rel.Smoke.Input) > 0 {
-		d.Smoke = &deploystate.SmokeSample{Input: rel.Smoke.Input, Label: rel.Smoke.Want}
+	smoke := res.Smoke
+	if len(smoke.Input) == 0 {
+		smoke = rel.Smoke
+	}
+	if len(smoke.Input) > 0 && !rel.NoSmoke {
+		d.Smoke = &deploystate.SmokeSample{Input: smoke.Input, Label: smoke.Want}
 	}
 	if res.ImageDigest != "" && !isImageID(res.ImageDigest) {
 		d.Image, d.ImageID = res.ImageDigest, ""
@@ -121,7 +125,7 @@ func deployment(rel Release, res *Result, target, run string) deploystate.Deploy
 // put-back). Its smoke inference is the one recorded with it, which fits its model whatever the
 // project's fixture is now; fallback serves a deployment recorded without one.
 func releaseOf(d deploystate.Deployment, fallback Smoke) Release {
-	rel := Release{Image: d.Image, ModelName: d.ModelName, ModelVersion: d.ModelVersion, GitSHA: d.GitSHA, Smoke: fallback}
+	rel := Release{Image: d.Image, ModelName: d.ModelName, ModelVersion: d.ModelVersion, GitSHA: d.GitSHA, DefaultSmoke: fallback}
 	if d.Smoke != nil {
 		rel.Smoke = Smoke{Input: d.Smoke.Input, Want: d.Smoke.Label}
 	}

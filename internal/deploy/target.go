@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/pipeline"
 	"github.com/modelship/modelship/serving"
 )
 
@@ -39,7 +40,10 @@ type Release struct {
 	ModelName    string
 	ModelVersion string
 	GitSHA       string
+	// Smoke is the smoke inference given for the release; empty, the target takes the image's
+	// own (LabelSmoke), else DefaultSmoke (WithImageSmoke).
 	Smoke        Smoke
+	DefaultSmoke Smoke
 	NoSmoke      bool // verified without a smoke inference, on purpose (recorded in the state)
 }
 
@@ -55,12 +59,8 @@ func SmokeFromFixture(path string) (Smoke, error) {
 	if err != nil {
 		return Smoke{}, fmt.Errorf("smoke test input: %w", err)
 	}
-	s := fx.Samples[0]
-	in := make([]float32, len(s.Features))
-	for i, v := range s.Features {
-		in[i] = float32(v)
-	}
-	return Smoke{Input: in, Want: s.Label}, nil
+	s := pipeline.SampleSmoke(fx.Samples[0].Features, fx.Samples[0].Label)
+	return Smoke{Input: s.Input, Want: s.Label}, nil
 }
 
 // Result says what was deployed and how long each step took.
@@ -72,7 +72,8 @@ type Result struct {
 	// ModelName and ModelVersion are what the verified server serves, when the target read them
 	// off the image (empty: the release's).
 	ModelName, ModelVersion string
-	Reused                  bool // nothing was fetched: the live instance, the image on the host or the idle colour served again
+	Reused                  bool  // nothing was fetched: the live instance, the image on the host or the idle colour served again
+	Smoke                   Smoke // the smoke inference the release passed (empty: none)
 	Steps                   Steps
 }
 

@@ -1,6 +1,7 @@
 // Package pipeline holds the few rules the Dagger module (ci/) and the CLI share: which branch
-// deploys, how an image is named, and the reference model that seeds an empty registry. It has
-// no dependencies, so ci/ can import it without growing.
+// deploys, how an image is named, how an image carries its smoke inference, and the reference
+// model that seeds an empty registry. It depends on the standard library (and strictjson, which
+// does too), so ci/ can import it without growing.
 package pipeline
 
 import (

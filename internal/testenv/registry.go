@@ -15,6 +15,8 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -83,11 +85,26 @@ func Push(t testing.TB, cli *client.Client, ref string) {
 // reference. Targets that never run the image (KWOK pods) still resolve it like a real one.
 func (r *OCIRegistry) PushRandomImage(t testing.TB, repoTag string) string {
 	t.Helper()
+	return r.PushRandomImageWithLabels(t, repoTag, nil)
+}
+
+// PushRandomImageWithLabels is PushRandomImage with labels in the image config, as a build
+// would set them.
+func (r *OCIRegistry) PushRandomImageWithLabels(t testing.TB, repoTag string, labels map[string]string) string {
+	t.Helper()
 	ref, err := name.ParseReference(r.Addr + "/" + repoTag)
 	if err != nil {
 		t.Fatalf("image reference %s: %v", repoTag, err)
 	}
 	img, err := random.Image(512, 1)
+	if err == nil && labels != nil {
+		var cfg *v1.ConfigFile
+		if cfg, err = img.ConfigFile(); err == nil {
+			cfg = cfg.DeepCopy()
+			cfg.Config.Labels = labels
+			img, err = mutate.ConfigFile(img, cfg)
+		}
+	}
 	if err != nil {
 		t.Fatalf("make a random image: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -72,6 +73,7 @@ type Target struct {
 	hostIP    string
 	hostPort  string
 	checkHost string
+	lost      atomic.Int64 // times the engine was found not taking connections (see answers)
 }
 
 // New checks the configuration.
@@ -156,10 +158,13 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 		labels = img.Config.Labels
 	}
 	rel, err := deploy.AgreeWithImage(rel, labels)
+	if err == nil {
+		rel, err = rel.WithImageSmoke(labels)
+	}
 	if err != nil {
 		return nil, err
 	}
-	res.ModelName, res.ModelVersion = rel.ModelName, rel.ModelVersion
+	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
 	live, err := d.containers(ctx, false)
 	if err != nil {
 		return nil, err
@@ -177,8 +182,9 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	// candidate: restarting that container would mean stopping the live one before anything is
 	// verified, and it would run with its old environment rather than this release's.
 	res.Reused = !pulled
+	lost := d.lost.Load()
 	if err := d.rollOut(ctx, img.ID, live, rel, res); err != nil {
-		return res, err
+		return res, d.engineLost(ctx, lost, err)
 	}
 	res.URL = d.publicURL()
 	d.prune(ctx, res.Instance)
@@ -296,7 +302,14 @@ func (d *Target) rollOut(ctx context.Context, imageID string, live []container.S
 func (d *Target) stopCurrent(live []container.Summary) deploy.Action {
 	return deploy.Action{
 		Name: "stop-current",
-		Run:  func(ctx context.Context) error { return d.stopAll(ctx, live) },
+		// A stop that failed half-way (the engine went down during it) may have stopped some: the
+		// step undoes itself, since the plan undoes only the steps that completed.
+		Run: func(ctx context.Context) error {
+			if err := d.stopAll(ctx, live); err != nil {
+				return d.restore(ctx, live, err)
+			}
+			return nil
+		},
 		Undo: func(ctx context.Context, cause error) error { return d.restore(ctx, live, cause) },
 	}
 }
@@ -304,7 +317,10 @@ func (d *Target) stopCurrent(live []container.Summary) deploy.Action {
 // restore starts the containers that were live again after a failed swap.
 func (d *Target) restore(ctx context.Context, live []container.Summary, cause error) error {
 	for _, c := range live {
-		if err := d.cfg.Client.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		start := func(ctx context.Context) error {
+			return d.cfg.Client.ContainerStart(ctx, c.ID, container.StartOptions{})
+		}
+		if err := d.settle(ctx, start); err != nil {
 			return fmt.Errorf("%w; and restarting the previous container %s failed too: %v", cause, short(c.ID), err)
 		}
 	}

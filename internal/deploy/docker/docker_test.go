@@ -63,16 +63,18 @@ func setup(t testing.TB) *world {
 	bases := testenv.EnsureBaseImages(t, cli)
 	smoke, err := deploy.SmokeFromFixture(projectpath.Join(t, "tests/fixtures/digits_validation.json"))
 	require.NoError(t, err)
+	label, err := deploy.SmokeLabel(smoke)
+	require.NoError(t, err)
 	w := &world{docker: cli, minio: srv, releases: map[string]deploy.Release{}}
-	for i, spec := range []struct{ name, model, version string }{
-		{"v1", "models/digits-reference.onnx", "1"},
-		{"v2", "models/digits-reference.onnx", "2"},
-		{"unready", "go.mod", "3"}, // not a model: the server exits at start
-		{"weak", "models/digits-weak.onnx", "4"},
+	for i, spec := range []struct{ name, model, version, smoke string }{
+		{"v1", "models/digits-reference.onnx", "1", label},
+		{"v2", "models/digits-reference.onnx", "2", label},
+		{"unready", "go.mod", "3", ""}, // not a model: the server exits at start; no smoke inference baked in
+		{"weak", "models/digits-weak.onnx", "4", label},
 	} {
 		ref := fmt.Sprintf("%s/digits:%s", reg.Addr, sha(i+1))
 		testenv.BuildServerImage(t, cli, bases, testenv.BuildOptions{Tag: ref, ModelFile: spec.model,
-			BuildArgs: map[string]string{"MODEL_VERSION": spec.version, "REVISION": sha(i + 1)}})
+			BuildArgs: map[string]string{"MODEL_VERSION": spec.version, "REVISION": sha(i + 1), "SMOKE": spec.smoke}})
 		testenv.Push(t, cli, ref)
 		// Drop the local tag so the first deploy really pulls from the registry.
 		_, err := cli.ImageRemove(context.Background(), ref, image.RemoveOptions{})
@@ -707,4 +709,39 @@ func (e *env) servingSHA(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// The smoke inference travels with the image: a release given none runs the one build-image
+// baked into its label, and the state records it, so a rollback runs it too. An image without
+// one, given none, is refused before anything starts.
+func TestTheSmokeInferenceTravelsWithTheImage(t *testing.T) {
+	w := setup(t)
+	e := newEnv(t, w)
+	rel := w.releases["v1"]
+	want := rel.Smoke
+	rel.Smoke = deploy.Smoke{}
+	out, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: rel})
+	require.NoError(t, err)
+	assert.Equal(t, want, out.Result.Smoke, "the image's own smoke inference ran")
+	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, st.Current.Smoke, "and is recorded for the rollbacks to it")
+	assert.Equal(t, want.Input, st.Current.Smoke.Input)
+
+	// A flag still overrides it: a wrong label given by hand fails verification.
+	wrong := w.releases["v2"]
+	wrong.Smoke.Want = (wrong.Smoke.Want + 1) % 10
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: wrong})
+	require.ErrorIs(t, err, deploy.ErrVerification)
+	assert.Equal(t, "1", e.serving(t))
+
+	bare := w.releases["unready"]
+	bare.Smoke = deploy.Smoke{}
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: bare})
+	require.ErrorIs(t, err, deploy.ErrNoSmokeInput, "refused before the server that cannot start was even tried")
+	assert.ErrorContains(t, err, "--smoke-fixture")
+	assert.Equal(t, "1", e.serving(t))
+	bare.DefaultSmoke = want
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: bare})
+	require.ErrorIs(t, err, deploy.ErrVerification, "with the project's fixture as the fallback it gets as far as starting")
 }

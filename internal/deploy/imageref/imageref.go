@@ -69,3 +69,25 @@ func stripTag(ref string) string {
 	}
 	return repoTag + "@" + digest
 }
+
+// Labels are the labels of ref's image config, read from its registry without pulling a layer:
+// what build-image baked in (the model's name, version and smoke inference).
+func Labels(ctx context.Context, ref string) (map[string]string, error) {
+	parsed, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	img, err := remote.Image(parsed, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	if err != nil {
+		var terr *transport.Error
+		if errors.As(err, &terr) && terr.StatusCode == 404 {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+		}
+		return nil, fmt.Errorf("read the image config of %s at its registry: %w", ref, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read the image config of %s at its registry: %w", ref, err)
+	}
+	return cfg.Config.Labels, nil
+}

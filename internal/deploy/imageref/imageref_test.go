@@ -60,3 +60,16 @@ func TestSameComparesByDigest(t *testing.T) {
 		assert.Equal(t, tc.want, imageref.Same(tc.a, tc.b), "%s vs %s", tc.a, tc.b)
 	}
 }
+
+// The labels a build set are read from the registry without pulling the image.
+func TestLabelsAreReadFromTheRegistry(t *testing.T) {
+	reg := testenv.SharedRegistry(t)
+	want := map[string]string{"dev.modelship.model.name": "digits", "dev.modelship.smoke": `{"input":[1],"label":0}`}
+	reg.PushRandomImageWithLabels(t, "labelled:v1", want)
+	got, err := imageref.Labels(context.Background(), reg.Addr+"/labelled:v1")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	_, err = imageref.Labels(context.Background(), reg.Addr+"/labelled:missing")
+	require.ErrorIs(t, err, imageref.ErrNotFound)
+}

@@ -71,6 +71,9 @@ type Config struct {
 	// Resolve pins a tag to the digest its registry serves (imageref.Resolve), so the pods run
 	// and the state records those exact bytes. Nil: the reference is used, and recorded, as given.
 	Resolve func(ctx context.Context, ref string) (imageref.Pinned, error)
+	// Labels reads the image's labels at its registry (imageref.Labels): the model name and
+	// version are checked against them and the smoke inference taken from them. Nil: not read.
+	Labels func(ctx context.Context, ref string) (map[string]string, error)
 	// NodeSelector is copied into the pod template (used to pin pods to a node pool).
 	NodeSelector map[string]string
 }
@@ -277,12 +280,29 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 			return nil
 		}}}, read...)
 	}
-	if err := k.canSmoke(rel); err != nil {
-		return nil, err
+	if k.cfg.Labels != nil {
+		read = append(read, deploy.Action{Name: "labels", Run: func(ctx context.Context) error {
+			labels, err := k.cfg.Labels(ctx, rel.Image)
+			if err == nil {
+				rel, err = deploy.AgreeWithImage(rel, labels)
+			}
+			if err == nil {
+				rel, err = rel.WithImageSmoke(labels)
+			}
+			return err
+		}})
 	}
 	if err := read.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
+	rel, err := rel.WithImageSmoke(nil)
+	if err == nil {
+		err = k.canSmoke(rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
 	target := Blue
 	if live != "" {
 		target = other(live)

@@ -58,7 +58,7 @@ func newKubeEnvNamed(t testing.TB, name string, change func(*kubernetes.Config))
 	// The pods answer on a port of the test's own, through real model servers (ServePods), and
 	// every deploy smoke-tests them through the API server's pod proxy as it would on a cluster.
 	cfg := kubernetes.Config{Client: kube.Client, REST: kube.Config, Port: kube.ServePods(t), Namespace: ns, Name: "digits",
-		Environment: ns, Replicas: 2, ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute, Resolve: imageref.Resolve}
+		Environment: ns, Replicas: 2, ProgressDeadline: 4 * time.Second, RolloutTimeout: time.Minute, Resolve: imageref.Resolve, Labels: imageref.Labels}
 	if change != nil {
 		change(&cfg)
 	}
@@ -216,6 +216,31 @@ func TestKubernetesAWrongSmokeInferenceKeepsTheServiceOnTheLiveColour(t *testing
 	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "1", st.Current.ModelVersion)
+}
+
+// A release given no smoke inference runs the one its image carries (read from the registry's
+// image config, as build-image baked it in), and the state records it.
+func TestKubernetesTheSmokeInferenceTravelsWithTheImage(t *testing.T) {
+	e := newKubeEnv(t, nil)
+	label, err := deploy.SmokeLabel(smokeSample)
+	require.NoError(t, err)
+	reg := testenv.SharedRegistry(t)
+	reg.PushRandomImageWithLabels(t, "digits:labelled", map[string]string{deploy.LabelSmoke: label, deploy.LabelModelVersion: "7"})
+	rel := deploy.Release{Image: reg.Addr + "/digits:labelled", ModelName: "digits", ModelVersion: "8", GitSHA: sha(7)}
+	_, err = deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: rel})
+	require.ErrorIs(t, err, deploy.ErrModelMismatch, "the image's labels name version 7")
+	_, err = e.cfg.Client.AppsV1().Deployments(e.ns).Get(context.Background(), "digits-blue", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "refused before anything was applied: %v", err)
+
+	rel.ModelVersion = "7"
+	out, err := deploy.Deploy(context.Background(), e.deps, deploy.DeployRequest{Environment: e.ns, Branch: "main", Release: rel})
+	require.NoError(t, err)
+	assert.Equal(t, smokeSample, out.Result.Smoke)
+	assert.Contains(t, out.Result.Steps.String(), "labels")
+	st, err := e.store.Load(context.Background(), e.ns, store.LoadOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, st.Current.Smoke)
+	assert.Equal(t, smokeSample.Input, st.Current.Smoke.Input)
 }
 
 // Without a way to the pods (no API server connection to proxy through, no --smoke-url), a
