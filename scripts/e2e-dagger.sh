@@ -145,6 +145,10 @@ check "SBOM is CycloneDX" test "$(jq -r .bomFormat "$WORK/sbom.cdx.json")" = Cyc
 call "sbom function" pass sbom --git-sha="$HEAD" export --path="$WORK/sbom2.cdx.json"
 call "build-image to an external registry" pass with-registry --address="$EXT_REGISTRY" build-image --git-sha="$HEAD" output
 check "external registry lists the SHA tag" has "$(curl -sf "$EXT_API/v2/modelship/digits/tags/list")" "$HEAD"
+config_digest=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+  "$EXT_API/v2/modelship/digits/manifests/$HEAD" | jq -r .config.digest)
+smoke_label=$(curl -sfL "$EXT_API/v2/modelship/digits/blobs/$config_digest" | jq -r '.config.Labels["dev.modelship.smoke"] // empty')
+check "the image carries its smoke inference (label)" test "$(jq -r '.input | length' <<<"${smoke_label:-null}" 2>/dev/null)" = 64
 call "deploy refused off main" fail --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=feature-x
 check "refusal names the branch rule" has "$OUT" "deploys run only for main"
 call "deploy to a tcp:// engine without TLS is refused" fail --docker-host=tcp://127.0.0.1:2375 deploy --git-sha="$HEAD" --branch=main
@@ -153,6 +157,11 @@ export E2E_NOT_A_PEM="not a certificate"
 call "with-docker-tls hands the CLI its files" fail --docker-host=tcp://127.0.0.1:2376 \
   with-docker-tls --ca=env://E2E_NOT_A_PEM --cert=env://E2E_NOT_A_PEM --key=env://E2E_NOT_A_PEM deploy --git-sha="$HEAD" --branch=main
 check "the CLI read them (and refused these)" has "$OUT" "tls"
+call "deploy to an ssh:// engine without a pinned host key is refused" fail --docker-host=ssh://deploy@127.0.0.1:1 deploy --git-sha="$HEAD" --branch=main
+check "refusal names with-docker-ssh" has "$OUT" "with-docker-ssh"
+call "with-docker-ssh hands the CLI its key" fail --docker-host=ssh://deploy@127.0.0.1:1 \
+  with-docker-ssh --key=env://E2E_NOT_A_PEM --known-hosts="[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" deploy --git-sha="$HEAD" --branch=main
+check "the CLI read it (and refused this one)" has "$OUT" "not a private key OpenSSH reads"
 call "deploy HEAD" pass --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main output
 deploy_time=$(grep -o 'in [0-9.]*m\?s;' <<<"$OUT" | head -1)
 check "deploy <= 2 s ($deploy_time)" within "$(sed -E 's/in ([0-9.]+)(m?)s;/\1 \2/' <<<"$deploy_time" | awk '{print ($2=="m") ? $1/1000 : $1}')" 2
