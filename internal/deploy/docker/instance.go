@@ -2,11 +2,15 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/serving"
@@ -33,11 +37,77 @@ func (in *instance) start(ctx context.Context) error {
 	return in.d.cfg.Client.ContainerStart(ctx, in.id, container.StartOptions{})
 }
 
-// remove deletes the container, if one was created.
+// remove deletes the container, if one was created, waiting out an engine that is restarting.
 func (in *instance) remove(ctx context.Context) {
-	if in.id != "" {
-		_ = in.d.cfg.Client.ContainerRemove(context.WithoutCancel(ctx), in.id, container.RemoveOptions{Force: true})
+	if in.id == "" {
+		return
 	}
+	_ = in.d.settle(ctx, func(ctx context.Context) error {
+		err := in.d.cfg.Client.ContainerRemove(ctx, in.id, container.RemoveOptions{Force: true})
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// settle runs op, a call that puts the engine back as it was before the rollout (a removal, a
+// start of what was live), again until it succeeds or the ready timeout has passed, even once
+// ctx is cancelled. An engine restarted in the middle of a rollout fails calls while it goes
+// down and until it is back; giving up at the first would leave the rollout half done, and the
+// engine makes that worse when it comes back: it starts the new release's container again (its
+// restart policy) on the published port, and not the old one, which the rollout had stopped.
+func (d *Target) settle(ctx context.Context, op func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(d.cfg.ReadyTimeout)
+	for {
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		d.answers(ctx)
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// answers tells whether the engine takes a new connection now, and counts it in d.lost when it
+// does not. A call on a connection kept alive from before is no test: an engine shutting down
+// closes its listener first and serves those until it exits, stopping containers meanwhile.
+func (d *Target) answers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() {
+		conn, err := d.cfg.Client.Dialer()(ctx)
+		if err == nil {
+			conn.Close()
+		}
+		dialed <- err
+	}()
+	var err error
+	select {
+	case err = <-dialed:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		d.lost.Add(1)
+	}
+	return err == nil
+}
+
+// engineLost names the engine when it stopped answering during a rollout that failed (lost was
+// d.lost before it): it was restarted, stopped or crashed, and what failed then (a start, a
+// container it stopped on its way down) says nothing of the release, so the failure is not
+// reported as the release's.
+func (d *Target) engineLost(ctx context.Context, lost int64, err error) error {
+	if errors.Is(err, ErrEngineUnreachable) || (d.answers(ctx) && d.lost.Load() == lost && !client.IsErrConnectionFailed(err)) {
+		return err
+	}
+	return fmt.Errorf("%w: %s stopped answering in the middle of the rollout (restarted or stopped), so this says nothing of the release: %v", ErrEngineUnreachable, d.cfg.Engine, err)
 }
 
 // startOnSidePort starts a candidate on the free port Docker picks and reads that port. A
