@@ -226,7 +226,7 @@ func (deps Deps) undoRollback(ctx context.Context, req RollbackRequest, current,
 	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), releaseOf(current, req.DefaultSmoke)); perr != nil {
 		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v; %s serves unrecorded", err, current.Image, perr, target.Image)
 	}
-	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again; run the rollback again once the state can be written", err, current.Image)
+	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again; run the rollback again once the state can be written (this attempt counts against the rollback budget: it was admitted before the redeploy)", err, current.Image)
 }
 
 // rollbackFailed logs the failed attempt in the state (so it stops counting as a rollback) and
