@@ -249,6 +249,14 @@ func TestTheModuleUploadsEveryRootPackageItBuildsWith(t *testing.T) {
 		Include []string `json:"include"`
 	}
 	require.NoError(t, json.Unmarshal(raw, &cfg))
+	uploaded := func(dir string) bool {
+		for _, inc := range cfg.Include {
+			if dir == inc || strings.HasPrefix(dir, strings.TrimSuffix(inc, "/")+"/") {
+				return true
+			}
+		}
+		return false
+	}
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Module.Path}}{{end}}", "..").Output()
 	require.NoError(t, err, "go list the ci module's dependencies")
 	const root = "github.com/modelship/modelship"
@@ -260,11 +268,17 @@ func TestTheModuleUploadsEveryRootPackageItBuildsWith(t *testing.T) {
 		}
 		used = append(used, pkg)
 		dir := strings.TrimPrefix(pkg, root+"/")
-		covered := false
-		for _, inc := range cfg.Include {
-			covered = covered || dir == inc || strings.HasPrefix(dir, strings.TrimSuffix(inc, "/")+"/")
+		assert.True(t, uploaded(dir), "ci/ builds with %s, but dagger.json's include does not upload %s", pkg, dir)
+	}
+	// The engine's `go mod tidy` also resolves what those packages' own tests import.
+	out, err = exec.Command("go", append([]string{"list", "-f", `{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}`}, used...)...).Output()
+	require.NoError(t, err, "go list the tests' imports of %v", used)
+	for _, pkg := range strings.Fields(string(out)) {
+		dir, ok := strings.CutPrefix(pkg, root+"/")
+		if !ok {
+			continue
 		}
-		assert.True(t, covered, "ci/ builds with %s, but dagger.json's include does not upload %s", pkg, dir)
+		assert.True(t, uploaded(dir), "a test of a package ci/ builds with imports %s, which dagger.json's include does not upload; the engine's go mod tidy fails on it", pkg)
 	}
 	assert.Contains(t, used, root+"/internal/registry/manifest", "the module reads `model resolve` through the CLI's type")
 	assert.Contains(t, used, root+"/internal/deploystate", "the module reads `state show` through the CLI's type")
