@@ -10,46 +10,18 @@ import (
 	"strconv"
 
 	"github.com/modelship/modelship/internal/plumbing/strictjson"
+	"github.com/modelship/modelship/serving/oip"
 )
 
-// InferRequest is an Open Inference Protocol (KServe v2) inference request.
-type InferRequest struct {
-	ID         string          `json:"id,omitempty"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Inputs     []RequestInput  `json:"inputs"`
-	Outputs    []RequestOutput `json:"outputs,omitempty"`
-}
-
-// RequestInput is one input tensor. Data is row-major, flat or nested one level per dimension.
-type RequestInput struct {
-	Name       string          `json:"name"`
-	Shape      []int64         `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
-}
-
-// RequestOutput asks for one output by name.
-type RequestOutput struct {
-	Name       string         `json:"name"`
-	Parameters map[string]any `json:"parameters,omitempty"`
-}
-
-// InferResponse is the Open Inference Protocol response.
-type InferResponse struct {
-	ModelName    string           `json:"model_name"`
-	ModelVersion string           `json:"model_version,omitempty"`
-	ID           string           `json:"id,omitempty"`
-	Outputs      []ResponseOutput `json:"outputs"`
-}
-
-// ResponseOutput is one output tensor, row-major and flat.
-type ResponseOutput struct {
-	Name     string    `json:"name"`
-	Datatype string    `json:"datatype"`
-	Shape    []int64   `json:"shape"`
-	Data     []float32 `json:"data"`
-}
+// The wire types and the client live in serving/oip, which clients import without the server.
+type (
+	InferRequest   = oip.InferRequest
+	RequestInput   = oip.RequestInput
+	RequestOutput  = oip.RequestOutput
+	InferResponse  = oip.InferResponse
+	ResponseOutput = oip.ResponseOutput
+	ModelMetadata  = oip.ModelMetadata
+)
 
 // InputSpec is what a request is checked against.
 type InputSpec struct {

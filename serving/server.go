@@ -203,16 +203,6 @@ func (s *Server) serverMetadata(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"name": "modelship", "version": s.cfg.ServerVersion, "extensions": []string{}})
 }
 
-// ModelMetadata is the body of GET /v2/models/{name}.
-type ModelMetadata struct {
-	Name     string                 `json:"name"`
-	Versions []string               `json:"versions,omitempty"`
-	Platform string                 `json:"platform"`
-	Inputs   []inference.TensorSpec `json:"inputs"`
-	Outputs  []inference.TensorSpec `json:"outputs"`
-	Params   map[string]string      `json:"parameters,omitempty"`
-}
-
 func (s *Server) modelMetadata(w http.ResponseWriter, r *http.Request) {
 	if !s.knownModel(w, r) {
 		return

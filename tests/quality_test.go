@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelship/modelship/internal/evidence"
 	"github.com/modelship/modelship/internal/gate"
+	"github.com/modelship/modelship/serving"
 )
 
 var (
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gateConfig = gate.ConfigFromEnv(root)
+	gateConfig.Serve = serving.Local
 	fmt.Fprintf(os.Stderr, "quality gate: baseline %s, fixtures %s, model %s\n", gateConfig.BaselinePath, gateConfig.FixturePath, candidateName(gateConfig))
 	report = gate.Run(context.Background(), gateConfig)
 	code := m.Run()

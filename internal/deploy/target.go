@@ -14,7 +14,7 @@ import (
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/internal/pipeline"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // Labels modelship puts on the containers and pods it runs.
@@ -139,7 +139,7 @@ var ErrVerification = errors.New("verification failed")
 
 // WaitReady polls the server's readiness, and alive() (when set) to fail fast once the instance
 // has died. Every target that runs the server itself verifies a release this way, then SmokeTest.
-func WaitReady(ctx context.Context, client *serving.Client, alive func(context.Context) error) error {
+func WaitReady(ctx context.Context, client *oip.Client, alive func(context.Context) error) error {
 	ticker := time.NewTicker(50 * time.Millisecond)
 	defer ticker.Stop()
 	var last error
@@ -177,7 +177,7 @@ func notReady(last error) error {
 // retried instead of using up the whole ready budget in one attempt.
 const ProbeTimeout = 2 * time.Second
 
-func probeReady(ctx context.Context, client *serving.Client) error {
+func probeReady(ctx context.Context, client *oip.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
 	return client.Ready(ctx)
@@ -186,7 +186,7 @@ func probeReady(ctx context.Context, client *serving.Client) error {
 // SmokeTest checks that the server client reaches serves rel's model at rel's version (its
 // metadata), then runs rel's smoke inference: the prediction must be the sample's label. A
 // release without a smoke input gets the metadata check only.
-func SmokeTest(ctx context.Context, client *serving.Client, rel Release) error {
+func SmokeTest(ctx context.Context, client *oip.Client, rel Release) error {
 	meta, err := client.Metadata(ctx, rel.ModelName)
 	if err != nil {
 		return fmt.Errorf("%w: smoke test: %w", ErrVerification, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploy"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // A first probe that hangs (a proxy whose backend never answers) must not use up the whole
@@ -30,7 +30,7 @@ func TestAHangingProbeIsRetriedWithinTheReadyBudget(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*deploy.ProbeTimeout)
 	defer cancel()
-	require.NoError(t, deploy.WaitReady(ctx, serving.NewClient(srv.URL), nil))
+	require.NoError(t, deploy.WaitReady(ctx, oip.NewClient(srv.URL), nil))
 	assert.Equal(t, int32(2), probes.Load())
 }
 
@@ -45,7 +45,7 @@ func TestAServerThatNeverAnswersFailsVerificationNamingTheProbe(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	alive := func(ctx context.Context) error { return ctx.Err() }
-	err := deploy.WaitReady(ctx, serving.NewClient(srv.URL), alive)
+	err := deploy.WaitReady(ctx, oip.NewClient(srv.URL), alive)
 	require.ErrorIs(t, err, deploy.ErrVerification)
 	assert.Contains(t, err.Error(), "not ready before the deadline")
 	assert.Contains(t, err.Error(), "status 503")

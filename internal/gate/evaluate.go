@@ -10,7 +10,7 @@ import (
 
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/inference"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // EvalOptions tune an evaluation.
@@ -31,7 +31,7 @@ type Evaluation struct {
 // Evaluate sends every fixture sample, one request each and one at a time, to the server at
 // client, and measures each request's latency at the client after a warm-up. The same model
 // and fixtures give the same predictions every run.
-func Evaluate(ctx context.Context, client *serving.Client, fx *dataset.Fixture, opts EvalOptions) (*Evaluation, error) {
+func Evaluate(ctx context.Context, client *oip.Client, fx *dataset.Fixture, opts EvalOptions) (*Evaluation, error) {
 	if opts.Warmup <= 0 {
 		opts.Warmup = 20
 	}
@@ -79,7 +79,7 @@ func Evaluate(ctx context.Context, client *serving.Client, fx *dataset.Fixture, 
 	return ev, nil
 }
 
-func predictedClass(resp *serving.InferResponse, classes int) (int, error) {
+func predictedClass(resp *oip.InferResponse, classes int) (int, error) {
 	if len(resp.Outputs) == 0 {
 		return 0, errors.New("the response has no outputs")
 	}

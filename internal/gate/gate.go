@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,7 +12,7 @@ import (
 	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/registry"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // Config says what to gate and against what. Exactly one model source is used, in this
@@ -35,8 +33,12 @@ type Config struct {
 	Ref          registry.Ref // Version or GitSHA selects a registry version
 
 	ModelFile string // a local ONNX file
-	Warmup    int
-	Timeout   time.Duration // for the whole evaluation; default 5 minutes
+	// Serve runs a loaded model file (or registry version) on a local address until stop is
+	// called: serving.Local. The gate takes it as a function so that what imports the gate's
+	// reports and baseline (the CLI) is not built from the server.
+	Serve   func(model *inference.Model, name, version string) (url string, stop func(), err error)
+	Warmup  int
+	Timeout time.Duration // for the whole evaluation; default 5 minutes
 }
 
 // ConfigFromEnv reads the gate's settings. Paths, given or default, are relative to the
@@ -118,11 +120,11 @@ func Run(ctx context.Context, cfg Config) *Report {
 }
 
 // candidate returns a client of a server running the candidate, and how to stop that server.
-func candidate(ctx context.Context, cfg Config, id ModelIdentity) (*serving.Client, ModelIdentity, func(), error) {
+func candidate(ctx context.Context, cfg Config, id ModelIdentity) (*oip.Client, ModelIdentity, func(), error) {
 	noop := func() {}
 	if cfg.ServerURL != "" {
 		id.Source = cfg.ServerURL
-		client := serving.NewClient(cfg.ServerURL)
+		client := oip.NewClient(cfg.ServerURL)
 		waitCtx, cancel := context.WithTimeout(ctx, min(time.Minute, cfg.Timeout))
 		defer cancel()
 		if err := client.WaitReady(waitCtx); err != nil {
@@ -144,27 +146,14 @@ func candidate(ctx context.Context, cfg Config, id ModelIdentity) (*serving.Clie
 		return nil, id, noop, err
 	}
 	id.SHA256 = model.SHA256()
-	srv, err := serving.New(model, serving.Config{ModelName: id.Name, ModelVersion: id.Version, Logger: slog.New(slog.DiscardHandler)})
+	if cfg.Serve == nil {
+		return nil, id, noop, errors.New("gating a model file needs a server to run it in: set Config.Serve (serving.Local) or MODELSHIP_SERVER_URL")
+	}
+	url, stop, err := cfg.Serve(model, id.Name, id.Version)
 	if err != nil {
 		return nil, id, noop, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, id, noop, fmt.Errorf("listen for the candidate server: %w", err)
-	}
-	serveCtx, stopServe := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		// The server's own error after a requested stop says nothing about the candidate.
-		_ = srv.Serve(serveCtx, ln)
-		close(done)
-	}()
-	stop := func() { stopServe(); <-done }
-	if err := srv.WarmUp(); err != nil {
-		stop()
-		return nil, id, noop, err
-	}
-	return serving.NewClient("http://" + ln.Addr().String()), id, stop, nil
+	return oip.NewClient(url), id, stop, nil
 }
 
 func pullCandidate(ctx context.Context, cfg Config, name string) (string, *registry.Manifest, error) {

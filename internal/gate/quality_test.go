@@ -19,6 +19,7 @@ import (
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/testenv"
+	"github.com/modelship/modelship/serving"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -36,6 +37,7 @@ func baseConfig(t *testing.T) gate.Config {
 		FixturePath:  filepath.Join(root, "tests/fixtures/digits_validation.json"),
 		ModelFile:    filepath.Join(root, "models/digits-reference.onnx"),
 		Timeout:      time.Minute,
+		Serve:        serving.Local,
 	}
 }
 

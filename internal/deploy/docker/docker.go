@@ -27,7 +27,7 @@ import (
 	"github.com/docker/go-connections/nat"
 
 	"github.com/modelship/modelship/internal/deploy"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 const (
@@ -117,8 +117,8 @@ func New(cfg Config) (*Target, error) {
 
 // checkClient is a model server client for a check of the server at url, connecting the way
 // the engine is reached.
-func (d *Target) checkClient(url string) *serving.Client {
-	c := serving.NewClient(url)
+func (d *Target) checkClient(url string) *oip.Client {
+	c := oip.NewClient(url)
 	if d.cfg.CheckDial != nil {
 		c.HTTP.Transport = &http.Transport{DialContext: d.cfg.CheckDial}
 	}

@@ -30,7 +30,7 @@ import (
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -127,7 +127,7 @@ func (e *env) deploy(t *testing.T, rel string) (*deploy.Outcome, error) {
 // serving returns the model version answering on the published port ("" if none).
 func (e *env) serving(t *testing.T) string {
 	t.Helper()
-	meta, err := serving.NewClient("http://"+e.publish).Metadata(context.Background(), "digits")
+	meta, err := oip.NewClient("http://"+e.publish).Metadata(context.Background(), "digits")
 	if err != nil {
 		return ""
 	}

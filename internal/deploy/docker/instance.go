@@ -13,7 +13,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/modelship/modelship/internal/deploy"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // instance is one container a plan starts, verifies, and stops or removes when it is undone.
@@ -136,7 +136,7 @@ func (in *instance) startOnSidePort(ctx context.Context, refused func(error) err
 // verification is the two steps every release passes, ready then smoke, each within the
 // ready timeout; annotate says what a failure means here (a refused candidate, a failed swap).
 func (in *instance) verification(annotate func(error) error) []deploy.Action {
-	check := func(fn func(context.Context, *serving.Client) error) func(context.Context) error {
+	check := func(fn func(context.Context, *oip.Client) error) func(context.Context) error {
 		return func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, in.d.cfg.ReadyTimeout)
 			defer cancel()
@@ -157,8 +157,8 @@ func (in *instance) verification(annotate func(error) error) []deploy.Action {
 		}
 	}
 	return []deploy.Action{
-		{Name: "ready", Run: check(func(ctx context.Context, c *serving.Client) error { return deploy.WaitReady(ctx, c, in.alive) })},
-		{Name: "smoke", Run: check(func(ctx context.Context, c *serving.Client) error { return deploy.SmokeTest(ctx, c, in.rel) })},
+		{Name: "ready", Run: check(func(ctx context.Context, c *oip.Client) error { return deploy.WaitReady(ctx, c, in.alive) })},
+		{Name: "smoke", Run: check(func(ctx context.Context, c *oip.Client) error { return deploy.SmokeTest(ctx, c, in.rel) })},
 	}
 }
 

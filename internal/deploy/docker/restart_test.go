@@ -14,7 +14,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/docker"
 	"github.com/modelship/modelship/internal/deploystate/store"
 	"github.com/modelship/modelship/internal/testenv"
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // The Docker engine restarted in the middle of a rollout (a host update, the service manager
@@ -118,7 +118,7 @@ func (e *env) waitForContainer(t *testing.T, role, gitSHA string, done <-chan er
 func (e *env) servingNow() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	meta, err := serving.NewClient("http://"+e.publish).Metadata(ctx, "digits")
+	meta, err := oip.NewClient("http://"+e.publish).Metadata(ctx, "digits")
 	if err != nil || len(meta.Versions) != 1 {
 		return ""
 	}

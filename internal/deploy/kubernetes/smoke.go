@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
-	"github.com/modelship/modelship/serving"
+	"github.com/modelship/modelship/serving/oip"
 
 	"github.com/modelship/modelship/internal/deploy"
 )
@@ -25,7 +25,7 @@ var ErrCannotSmoke = errors.New("cannot smoke-test the new pods")
 // so nothing in the cluster has to be exposed; --smoke-url reaches them some other way.
 func (k *Target) smoke(ctx context.Context, colour string, rel deploy.Release) error {
 	if k.cfg.SmokeURL != nil {
-		return deploy.SmokeTest(ctx, serving.NewClient(k.cfg.SmokeURL(colour)), rel)
+		return deploy.SmokeTest(ctx, oip.NewClient(k.cfg.SmokeURL(colour)), rel)
 	}
 	httpClient, err := rest.HTTPClientFor(k.cfg.REST)
 	if err != nil {
@@ -40,7 +40,7 @@ func (k *Target) smoke(ctx context.Context, colour string, rel deploy.Release) e
 		if pod.DeletionTimestamp != nil || !podReady(&pod) {
 			continue
 		}
-		c := &serving.Client{BaseURL: k.podProxy(pod.Name), HTTP: httpClient}
+		c := &oip.Client{BaseURL: k.podProxy(pod.Name), HTTP: httpClient}
 		if err := deploy.SmokeTest(ctx, c, rel); err != nil {
 			return fmt.Errorf("pod %s: %w", pod.Name, err)
 		}

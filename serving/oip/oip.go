@@ -1,4 +1,7 @@
-package serving
+// Package oip is the Open Inference Protocol (KServe v2 REST) as modelship speaks it: the wire
+// types and a client. Deploy checks, the quality gate and the CLI import it without the server,
+// so a change to the server does not change what they are built from.
+package oip
 
 import (
 	"bytes"
@@ -9,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/modelship/modelship/internal/ml/inference"
 )
 
 // Client speaks the Open Inference Protocol to one server; the quality gate and the deploy
@@ -123,4 +128,53 @@ func (c *Client) do(req *http.Request, out any) error {
 		return fmt.Errorf("%s %s: response is not valid JSON: %w", req.Method, req.URL, err)
 	}
 	return nil
+}
+
+// InferRequest is an Open Inference Protocol (KServe v2) inference request.
+type InferRequest struct {
+	ID         string          `json:"id,omitempty"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Inputs     []RequestInput  `json:"inputs"`
+	Outputs    []RequestOutput `json:"outputs,omitempty"`
+}
+
+// RequestInput is one input tensor. Data is row-major, flat or nested one level per dimension.
+type RequestInput struct {
+	Name       string          `json:"name"`
+	Shape      []int64         `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// RequestOutput asks for one output by name.
+type RequestOutput struct {
+	Name       string         `json:"name"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+}
+
+// InferResponse is the Open Inference Protocol response.
+type InferResponse struct {
+	ModelName    string           `json:"model_name"`
+	ModelVersion string           `json:"model_version,omitempty"`
+	ID           string           `json:"id,omitempty"`
+	Outputs      []ResponseOutput `json:"outputs"`
+}
+
+// ResponseOutput is one output tensor, row-major and flat.
+type ResponseOutput struct {
+	Name     string    `json:"name"`
+	Datatype string    `json:"datatype"`
+	Shape    []int64   `json:"shape"`
+	Data     []float32 `json:"data"`
+}
+
+// ModelMetadata is the body of GET /v2/models/{name}.
+type ModelMetadata struct {
+	Name     string                 `json:"name"`
+	Versions []string               `json:"versions,omitempty"`
+	Platform string                 `json:"platform"`
+	Inputs   []inference.TensorSpec `json:"inputs"`
+	Outputs  []inference.TensorSpec `json:"outputs"`
+	Params   map[string]string      `json:"parameters,omitempty"`
 }
