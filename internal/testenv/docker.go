@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -269,5 +270,46 @@ func buildContext(t testing.TB, root string) io.ReadCloser {
 	if err != nil {
 		t.Fatalf("tar build context %s: %v", root, err)
 	}
-	return rc
+	return legacyContext(rc)
+}
+
+// mountFlag is a BuildKit RUN option the legacy builder rejects.
+var mountFlag = regexp.MustCompile(`--mount=\S+\s+`)
+
+// legacyContext rewrites the context's serving/Dockerfile for the legacy builder, which this
+// Debian dockerd runs for API builds: its cache mounts are dropped, as the Dockerfile's own
+// comment tells users of DOCKER_BUILDKIT=0 to do, so the tests build what those users build.
+func legacyContext(rc io.ReadCloser) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		defer rc.Close()
+		tr, tw := tar.NewReader(rc), tar.NewWriter(pw)
+		err := func() error {
+			for {
+				hdr, err := tr.Next()
+				if errors.Is(err, io.EOF) {
+					return tw.Close()
+				}
+				if err != nil {
+					return err
+				}
+				body, err := io.ReadAll(tr)
+				if err != nil {
+					return err
+				}
+				if hdr.Name == "serving/Dockerfile" {
+					body = mountFlag.ReplaceAll(body, nil)
+					hdr.Size = int64(len(body))
+				}
+				if err := tw.WriteHeader(hdr); err != nil {
+					return err
+				}
+				if _, err := tw.Write(body); err != nil {
+					return err
+				}
+			}
+		}()
+		pw.CloseWithError(err)
+	}()
+	return pr
 }
