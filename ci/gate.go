@@ -31,7 +31,7 @@ func (m *Modelship) resolve(ctx context.Context, modelVersion, gitSha string) (r
 		args = append(args, "--git-sha", gitSha, "--pinned-from", projectFile)
 	}
 	var res resolution
-	out, err := fresh(m.Cli()).WithExec(args).Stdout(ctx)
+	out, err := fresh(m.registryCli()).WithExec(args).Stdout(ctx)
 	if err != nil {
 		return res, failed("resolve model "+m.ModelName+" in the registry", err)
 	}
@@ -48,14 +48,14 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	if err != nil {
 		return nil, res, err
 	}
-	pulled := m.Cli().
+	pulled := m.registryCli().
 		WithEnvVariable("MODELSHIP_MODEL_SHA256", res.Manifest.SHA256).
 		WithExec([]string{"modelship", "model", "pull", "--name", m.ModelName, "--version", res.Manifest.Version, "-o", "/model/model.onnx"})
 	if _, err := pulled.Sync(ctx); err != nil {
 		return nil, res, failed(fmt.Sprintf("pull model %s@%s from the registry", m.ModelName, res.Manifest.Version), err)
 	}
-	// The pull runs in the CLI's container, which is rebuilt with every source change; a fixed
-	// time keeps the file, and so the image's model layer, byte-identical across code changes.
+	// A fixed time keeps the file, and so the image's model layer, byte-identical whenever the
+	// pull runs again (a new CLI).
 	return pulled.File("/model/model.onnx").WithTimestamps(0), res, nil
 }
 

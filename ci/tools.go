@@ -17,26 +17,51 @@ const (
 
 // goEnv is the Go toolchain with the source and shared module and build caches.
 func (m *Modelship) goEnv() *dagger.Container {
+	return m.goEnvOf(m.Source)
+}
+
+func (m *Modelship) goEnvOf(src *dagger.Directory) *dagger.Container {
 	return dag.Container().
 		From(m.GoImage).
 		WithMountedCache("/go/pkg/mod", dag.CacheVolume(cacheGoMod)).
 		WithMountedCache("/root/.cache/go-build", dag.CacheVolume(cacheGoBuild)).
 		WithEnvVariable("CGO_ENABLED", "0").
 		WithEnvVariable("GOFLAGS", "-trimpath").
-		WithDirectory(srcDir, m.Source).
+		WithDirectory(srcDir, src).
 		WithWorkdir(srcDir)
+}
+
+// versioned builds pkgs from the container's source into /out; the binaries report the digest
+// of that source as their version.
+func versioned(c *dagger.Container, pkgs ...string) *dagger.Container {
+	return c.WithExec(append([]string{"sh", "-c", `set -e
+v="src-$(find . -type f ! -path './.git/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
+go build -ldflags "-X main.version=$v" -o /out/ "$@"`, "build"}, pkgs...))
+}
+
+// cliSource is what the CLI is built from: its own packages and the ones they import, without
+// tests and without the server (it speaks to servers through serving/oip). A change anywhere
+// else (the server, tests, docs) leaves the CLI, and the model pulls made with it, cached.
+func (m *Modelship) cliSource() *dagger.Directory {
+	return m.Source.Filter(dagger.DirectoryFilterOpts{
+		Include: []string{"go.mod", "go.sum", "cmd/modelship/", "internal/", "serving/oip/"},
+		Exclude: []string{"**/*_test.go", "**/testdata/", "internal/testenv/"},
+	})
+}
+
+// cli is the modelship CLI binary, built from cliSource alone.
+func (m *Modelship) cli() *dagger.File {
+	return versioned(m.goEnvOf(m.cliSource()), "./cmd/modelship").File("/out/modelship")
 }
 
 // Tools builds the modelship CLI, the model server and gotestsum from source. The binaries
 // report the digest of the source they were built from as their version.
 func (m *Modelship) Tools() *dagger.Directory {
-	return m.goEnv().
+	return versioned(m.goEnv(), "./serving/cmd/model-server").
 		WithEnvVariable("GOBIN", "/out").
-		WithExec([]string{"sh", "-c", `set -e
-v="src-$(find . -type f ! -path './.git/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)"
-go build -ldflags "-X main.version=$v" -o /out/ ./cmd/modelship ./serving/cmd/model-server`}).
 		WithExec([]string{"go", "install", gotestsumPkg}).
-		Directory("/out")
+		Directory("/out").
+		WithFile("modelship", m.cli())
 }
 
 // tooled is the Go toolchain with the built binaries on PATH and no storage: for what needs
@@ -67,8 +92,25 @@ func (m *Modelship) storage() (endpoint string, svc *dagger.Service, access, sec
 // Cli is a container with the modelship CLI set up for this pipeline's storage and caches,
 // e.g. `dagger call cli terminal`, or `dagger call cli with-exec --args modelship,model,ls,--name,digits stdout`.
 func (m *Modelship) Cli() *dagger.Container {
+	return m.withStore(m.tooled())
+}
+
+// registryCli is the CLI with the store and, of the source, only what its registry commands
+// read (the reference model an empty store is seeded with, modelship.json): a model pulled with
+// it is pulled again only when the model, the store or the CLI changes, never for a code change
+// elsewhere.
+func (m *Modelship) registryCli() *dagger.Container {
+	return m.withStore(dag.Container().
+		From(m.GoImage).
+		WithFile("/usr/local/bin/modelship", m.cli()).
+		WithDirectory(srcDir, m.Source.Filter(dagger.DirectoryFilterOpts{Include: []string{pipeline.ReferenceModelFile, projectFile}})).
+		WithWorkdir(srcDir))
+}
+
+// withStore sets c up for this pipeline's storage and caches.
+func (m *Modelship) withStore(c *dagger.Container) *dagger.Container {
 	endpoint, svc, access, secret := m.storage()
-	c := m.tooled().
+	c = c.
 		WithMountedCache("/var/cache/modelship", dag.CacheVolume(cacheModels)).
 		WithEnvVariable("MODELSHIP_CACHE_DIR", "/var/cache/modelship").
 		WithEnvVariable("AWS_ENDPOINT_URL_S3", endpoint).
