@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build speed, side by side in one run: a warm `dagger call build-image` after a code-only change
+# against a plain `docker build` of the same serving/Dockerfile after the same change (the legacy
+# builder, as most CI runners without buildx have it; no push), and what each change pushes,
+# read off the registry by layer digest. Then a model-only change. The table goes in README.md.
+#
+#   E2E_REGISTRY=localhost:5001 E2E_REGISTRY_API=http://127.0.0.1:5001 bash scripts/bench-build.sh
+#
+# Needs the dagger CLI (and its engine), a docker CLI and engine for the peer, git, jq, curl.
+#   E2E_REGISTRY, E2E_REGISTRY_API  the registry build-image pushes to, as the engine and as this
+#                                   machine reach it (default localhost:5000, http://127.0.0.1:5000)
+#   BENCH_GO_IMAGE, BENCH_RUNTIME_IMAGE  the peer's base images (default: the Dockerfile's)
+#   BENCH_ROUNDS                    code-only changes measured (default 3)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REG=${E2E_REGISTRY:-localhost:5000}
+API=${E2E_REGISTRY_API:-http://127.0.0.1:5000}
+GO_IMAGE=${BENCH_GO_IMAGE:-golang:1.26}
+RUNTIME_IMAGE=${BENCH_RUNTIME_IMAGE:-gcr.io/distroless/static-debian12:nonroot}
+ROUNDS=${BENCH_ROUNDS:-3}
+RUN=$(date +%s)
+WORK=$(mktemp -d /tmp/modelship-bench.XXXXXX)
+tree="$WORK/tree"
+git worktree add -q --detach "$tree" HEAD
+trap 'git worktree remove --force "$tree"' EXIT
+
+commit() {
+  git -C "$tree" -c user.name=bench -c user.email=bench@localhost commit -qam "$1"
+  git -C "$tree" rev-parse HEAD
+}
+build_image() { dagger call --source="$tree" with-registry --address="$REG" build-image --git-sha="$1" ${2:+--model-version="$2"} output; }
+# The peer builds what a user of the legacy builder builds: the Dockerfile without its cache
+# mounts, as its own comment says.
+peer() {
+  (cd "$tree" && sed -E 's/--mount=[^ ]+ //g' serving/Dockerfile |
+    DOCKER_BUILDKIT=0 docker build -q -f - --build-arg GO_IMAGE="$GO_IMAGE" --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" \
+      --build-arg MODEL_FILE="${2:-models/digits-reference.onnx}" -t "modelship-bench-peer:$1" .)
+}
+# secs runs a command and prints its wall time in seconds; its output goes to the log.
+secs() {
+  local start=$EPOCHREALTIME
+  "$@" >>"$WORK/bench.log" 2>&1 || { tail -30 "$WORK/bench.log" >&2; return 1; }
+  awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+layers() {
+  curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "$API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'
+}
+# pushed is what a build added to the registry: the bytes of its layers the previous image lacks.
+pushed() { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" | awk '{ n++; s += $2 } END { printf "%d layer(s), %d bytes", n, s }'; }
+model_layer() {
+  local digest
+  while read -r digest _; do
+    curl -sf "$API/v2/modelship/digits/blobs/$digest" | tar -tz 2>/dev/null | grep -qx 'model.onnx' && echo "$digest"
+  done <"$1"
+}
+
+ROWS=()
+row() { ROWS+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
+
+echo "bench: $(dagger version 2>/dev/null | head -1); docker $(docker version --format '{{.Server.Version}}'); $(nproc) cores; log $WORK/bench.log" >&2
+base=$(git -C "$tree" rev-parse HEAD)
+echo "warming up: build-image and docker build of $base" >&2
+secs build_image "$base" >/dev/null
+secs peer warm >/dev/null
+layers "$base" >"$WORK/layers-0"
+prev="$WORK/layers-0"
+model=$(model_layer "$prev")
+[[ -n $model ]] || { echo "bench: no layer of $base holds model.onnx" >&2; exit 1; }
+
+for i in $(seq 1 "$ROUNDS"); do
+  # The issue's change: a log string in serving/server.go.
+  sed -i "s/\"listening\"/\"listening (bench $RUN-$i)\"/; s/\"listening (bench [0-9-]*)\"/\"listening (bench $RUN-$i)\"/" "$tree/serving/server.go"
+  sha=$(commit "bench: code-only change $i")
+  t_dagger=$(secs build_image "$sha")
+  t_peer=$(secs peer "$i")
+  layers "$sha" >"$WORK/layers-$i"
+  grep -q -F "$model" "$WORK/layers-$i" && shared="model layer shared" || shared="MODEL LAYER PUSHED AGAIN"
+  row "code-only change $i" "$t_dagger" "$t_peer" "$(awk -v a="$t_dagger" -v b="$t_peer" 'BEGIN { printf "%.2f", a / b }')" "$(pushed "$prev" "$WORK/layers-$i"); $shared"
+  prev="$WORK/layers-$i"
+done
+
+# A model-only change: another model version (the weak model, pushed to the store the module
+# uses), the same code.
+version="1.0.1-bench$RUN"
+dagger call --source="$tree" cli with-exec --args=modelship,model,push,models/digits-weak.onnx,--name,digits,--version,"$version",--git-sha,"$sha" stdout >>"$WORK/bench.log" 2>&1
+t_dagger=$(secs build_image "$sha" "$version")
+t_peer=$(secs peer model models/digits-weak.onnx)
+layers "$sha" >"$WORK/layers-model"
+new_model=$(model_layer "$WORK/layers-model")
+new_layers=$(grep -c -v -F -f <(cut -d' ' -f1 "$prev") "$WORK/layers-model" || true)
+row "model-only change" "$t_dagger" "$t_peer" "$(awk -v a="$t_dagger" -v b="$t_peer" 'BEGIN { printf "%.2f", a / b }')" \
+  "$(pushed "$prev" "$WORK/layers-model"); $([[ $new_layers == 1 && -n $new_model && $new_model != "$model" ]] && echo "only the model layer is new" || echo "NOT ONLY THE MODEL LAYER")"
+
+printf '\nbuild speed on %s, %s (warm caches; seconds, wall time)\n\n' "$(dagger version 2>/dev/null | cut -d' ' -f1-2)" "$(date -u +%Y-%m-%dT%H:%MZ)"
+echo "| change | build-image (s) | plain docker build (s) | ratio | build-image pushed |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
