@@ -47,11 +47,13 @@ layers() {
     "$API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'
 }
 # pushed is what a build added to the registry: the bytes of its layers the previous image lacks.
-pushed() { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" | awk '{ n++; s += $2 } END { printf "%d layer(s), %d bytes", n, s }'; }
+pushed() { { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" || true; } | awk '{ n++; s += $2 } END { printf "%d layer(s), %d bytes", n, s }'; }
 model_layer() {
   local digest
   while read -r digest _; do
-    curl -sf "$API/v2/modelship/digits/blobs/$digest" | tar -tz 2>/dev/null | grep -qx 'model.onnx' && echo "$digest"
+    if curl -sf "$API/v2/modelship/digits/blobs/$digest" | tar -tz 2>/dev/null | grep -qx 'model.onnx'; then
+      echo "$digest"
+    fi
   done <"$1"
 }
 
