@@ -66,7 +66,7 @@ func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res res
 	if err != nil {
 		return nil, err
 	}
-	return m.Source.
+	return m.buildContext().
 		WithFile("models/candidate.onnx", model).
 		DockerBuild(dagger.DirectoryDockerBuildOpts{
 			Dockerfile: "serving/Dockerfile",

@@ -60,6 +60,16 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 	return img, res, err
 }
 
+// buildContext is what serving/Dockerfile copies, as .dockerignore says, and nothing more: the
+// engine checksums every file of a build's context on each change to it, and the tests and
+// their corpora are most of the files.
+func (m *Modelship) buildContext() *dagger.Directory {
+	return m.Source.Filter(dagger.DirectoryFilterOpts{
+		Include: []string{"go.mod", "go.sum", "internal/", "serving/"},
+		Exclude: []string{"**/*_test.go", "**/testdata/"},
+	})
+}
+
 // smokeFixture is the fixture whose first sample the image carries as its smoke inference: the
 // one the gate reads.
 const smokeFixture = "tests/fixtures/digits_validation.json"
