@@ -11,6 +11,10 @@
 #                                   machine reach it (default localhost:5000, http://127.0.0.1:5000)
 #   BENCH_GO_IMAGE, BENCH_RUNTIME_IMAGE  the peer's base images (default: the Dockerfile's)
 #   BENCH_ROUNDS                    code-only changes measured (default 3)
+#   BENCH_LARGE_GIB                 also build with a generated model of this many GiB (random
+#                                   bytes, pushed --gzip --skip-load-check to E2E_S3_ENDPOINT with
+#                                   E2E_S3_ACCESS_KEY/E2E_S3_SECRET_KEY), then make a code-only
+#                                   change with it; the engine's memory is sampled meanwhile
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REG=${E2E_REGISTRY:-localhost:5000}
@@ -93,6 +97,39 @@ new_model=$(model_layer "$WORK/layers-model")
 new_layers=$(grep -c -v -F -f <(cut -d' ' -f1 "$prev") "$WORK/layers-model" || true)
 row "model-only change" "$t_dagger" "$t_peer" "$(awk -v a="$t_dagger" -v b="$t_peer" 'BEGIN { printf "%.2f", a / b }')" \
   "$(pushed "$prev" "$WORK/layers-model"); $([[ $new_layers == 1 && -n $new_model && $new_model != "$model" ]] && echo "only the model layer is new" || echo "NOT ONLY THE MODEL LAYER")"
+
+# A large model: build-image streams it (the engine's memory is sampled each second, cgroup
+# usage without page cache, as docker stats reports it), and a code-only change still pushes
+# none of it.
+large() {
+  local gib=$1 bin="$WORK/modelship" big="$WORK/large.onnx" version="9.0.0-large$RUN" engine sampler peak
+  go build -o "$bin" ./cmd/modelship
+  head -c "$((gib << 30))" /dev/urandom >"$big"
+  export AWS_ENDPOINT_URL_S3=$E2E_S3_ENDPOINT AWS_ACCESS_KEY_ID=$E2E_S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$E2E_S3_SECRET_KEY AWS_REGION=us-east-1
+  export MODELSHIP_MODELS_BUCKET="bench-$RUN-models" MODELSHIP_CACHE_DIR="$WORK/cache"
+  local t_push
+  t_push=$(secs "$bin" model push "$big" --name digits --version "$version" --git-sha "$sha" --gzip --skip-load-check)
+  rm -f "$big"
+  local storage=(with-storage --endpoint="$E2E_S3_ENDPOINT" --access-key=env://AWS_ACCESS_KEY_ID --secret-key=env://AWS_SECRET_ACCESS_KEY
+    --models-bucket="$MODELSHIP_MODELS_BUCKET" --state-bucket="bench-$RUN-state")
+  engine=$(docker ps --filter name=dagger-engine --format '{{.Names}}' | head -1)
+  sample() { while :; do docker stats --no-stream --format '{{.MemUsage}}' "$engine" | cut -d/ -f1; sleep 1; done >"$WORK/mem-$1" 2>/dev/null; }
+  sample idle & sampler=$!; sleep 5; kill "$sampler"
+  sample build & sampler=$!
+  local t1 t2
+  t1=$(secs dagger call --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha" --model-version="$version" output)
+  kill "$sampler"
+  layers "$sha" >"$WORK/layers-large-1"
+  sed -i "s/\"listening (bench [0-9-]*)\"/\"listening (bench $RUN-large)\"/" "$tree/serving/server.go"
+  local sha2
+  sha2=$(commit "bench: code-only change with the large model")
+  t2=$(secs dagger call --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha2" --model-version="$version" output)
+  layers "$sha2" >"$WORK/layers-large-2"
+  peak=$(sort -h "$WORK/mem-build" | tail -1)
+  row "large model ($gib GiB) first build" "$t1" "-" "-" "$(pushed "$prev" "$WORK/layers-large-1"); model push from the host $t_push s; engine memory $(sort -h "$WORK/mem-idle" | tail -1) idle, $peak at most while building"
+  row "code-only change, large model" "$t2" "-" "-" "$(pushed "$WORK/layers-large-1" "$WORK/layers-large-2")"
+}
+[[ -n ${BENCH_LARGE_GIB:-} ]] && large "$BENCH_LARGE_GIB"
 
 printf '\nbuild speed on %s, %s (warm caches; seconds, wall time)\n\n' "$(dagger version 2>/dev/null | cut -d' ' -f1-2)" "$(date -u +%Y-%m-%dT%H:%MZ)"
 echo "| change | build-image (s) | plain docker build (s) | ratio | build-image pushed |"
