@@ -51,7 +51,7 @@ layers() {
     "$API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'
 }
 # pushed is what a build added to the registry: the bytes of its layers the previous image lacks.
-pushed() { { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" || true; } | awk '{ n++; s += $2 } END { printf "%d layer(s), %d bytes", n, s }'; }
+pushed() { { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" || true; } | awk '{ n++; s += $2 } END { printf "%d layer(s), %.0f bytes", n, s }'; }
 model_layer() {
   local digest
   while read -r digest _; do
@@ -74,6 +74,7 @@ prev="$WORK/layers-0"
 model=$(model_layer "$prev")
 [[ -n $model ]] || { echo "bench: no layer of $base holds model.onnx" >&2; exit 1; }
 
+sha=$base
 for i in $(seq 1 "$ROUNDS"); do
   # The issue's change: a log string in serving/server.go.
   sed -i "s/\"listening\"/\"listening (bench $RUN-$i)\"/; s/\"listening (bench [0-9-]*)\"/\"listening (bench $RUN-$i)\"/" "$tree/serving/server.go"
@@ -112,8 +113,16 @@ large() {
   rm -f "$big"
   local storage=(with-storage --endpoint="$E2E_S3_ENDPOINT" --access-key=env://AWS_ACCESS_KEY_ID --secret-key=env://AWS_SECRET_ACCESS_KEY
     --models-bucket="$MODELSHIP_MODELS_BUCKET" --state-bucket="bench-$RUN-state")
-  engine=$(docker ps --filter name=dagger-engine --format '{{.Names}}' | head -1)
-  sample() { while :; do docker stats --no-stream --format '{{.MemUsage}}' "$engine" | cut -d/ -f1; sleep 1; done >"$WORK/mem-$1" 2>/dev/null; }
+  engine=$(docker inspect -f '{{.Id}}' "$(docker ps --filter name=dagger-engine --format '{{.ID}}' | head -1)")
+  # The engine's resident memory, without the page cache that writing a large file fills: the
+  # cgroup's rss (v1) or anon (v2), in MiB.
+  local stat
+  for stat in /sys/fs/cgroup/memory/docker/"$engine"/memory.stat /sys/fs/cgroup/docker/"$engine"/memory.stat \
+    /sys/fs/cgroup/system.slice/docker-"$engine".scope/memory.stat ""; do
+    [[ -f $stat ]] && break
+  done
+  [[ -n $stat ]] || { echo "bench: no memory.stat for the engine container $engine" >&2; return 1; }
+  sample() { while :; do awk '$1 == "total_rss" || $1 == "anon" { printf "%.0f\n", $2 / 1048576 }' "$stat"; sleep 0.5; done >"$WORK/mem-$1"; }
   sample idle & sampler=$!; sleep 5; kill "$sampler"
   sample build & sampler=$!
   local t1 t2
@@ -125,8 +134,8 @@ large() {
   sha2=$(commit "bench: code-only change with the large model")
   t2=$(secs dagger call --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha2" --model-version="$version" output)
   layers "$sha2" >"$WORK/layers-large-2"
-  peak=$(sort -h "$WORK/mem-build" | tail -1)
-  row "large model ($gib GiB) first build" "$t1" "-" "-" "$(pushed "$prev" "$WORK/layers-large-1"); model push from the host $t_push s; engine memory $(sort -h "$WORK/mem-idle" | tail -1) idle, $peak at most while building"
+  peak=$(sort -n "$WORK/mem-build" | tail -1)
+  row "large model ($gib GiB) first build" "$t1" "-" "-" "$(pushed "$prev" "$WORK/layers-large-1"); model push from the host $t_push s; engine resident memory $(sort -n "$WORK/mem-idle" | tail -1) MiB idle, $peak MiB at most while building"
   row "code-only change, large model" "$t2" "-" "-" "$(pushed "$WORK/layers-large-1" "$WORK/layers-large-2")"
 }
 [[ -n ${BENCH_LARGE_GIB:-} ]] && large "$BENCH_LARGE_GIB"
