@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,19 +44,8 @@ const (
 // ran, at cleanup. It needs root, dockerd and ip, which the test command provides.
 func StartOwnDocker(t testing.TB) *OwnDocker {
 	t.Helper()
-	dockerd, err := exec.LookPath("dockerd")
-	if err != nil {
-		Missing(t, "docker", "no dockerd binary to start an engine of the test's own with")
-	}
-	if os.Geteuid() != 0 {
-		Missing(t, "docker", "starting a dockerd of the test's own needs root")
-	}
-	// Short paths: the API socket, and containerd's under the exec root, are unix sockets, whose
-	// path is limited to 108 bytes.
-	dir, err := os.MkdirTemp("/tmp", "msd")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The API socket lives in the folder too.
+	dockerd, dir := dockerdFolder(t, "an engine of the test's own", "msd")
 	// Runs last, once the engine has stopped: what it left running or mounted goes with its
 	// folder.
 	t.Cleanup(func() {

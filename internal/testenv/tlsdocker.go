@@ -29,19 +29,7 @@ type TLSDocker struct {
 // needs root, dockerd and ip, which the test command provides.
 func StartTLSDocker(t testing.TB) *TLSDocker {
 	t.Helper()
-	dockerd, err := exec.LookPath("dockerd")
-	if err != nil {
-		Missing(t, "docker", "no dockerd binary to start a TLS engine with")
-	}
-	if os.Geteuid() != 0 {
-		Missing(t, "docker", "starting a TLS dockerd needs root")
-	}
-	// Short paths: containerd's socket lives under the exec root and a unix socket path is
-	// limited to 108 bytes.
-	dir, err := os.MkdirTemp("/tmp", "mstls")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dockerd, dir := dockerdFolder(t, "a TLS engine", "mstls")
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	d := &TLSDocker{CA: filepath.Join(dir, "ca.pem"), ClientCert: filepath.Join(dir, "cert.pem"), ClientKey: filepath.Join(dir, "key.pem"),
 		OtherCA: filepath.Join(dir, "other-ca.pem"), OtherClientCert: filepath.Join(dir, "other-cert.pem"), OtherClientKey: filepath.Join(dir, "other-key.pem")}
@@ -118,4 +106,22 @@ func ownBridge(t testing.TB) string {
 	}
 	t.Fatal("no free 10.215.x.0/24 for the TLS engine's bridge")
 	return ""
+}
+
+// dockerdFolder finds dockerd and makes the short folder a test engine keeps its state in
+// (containerd's socket lives under the exec root, and a unix socket path is limited to 108
+// bytes); it skips, or fails under MODELSHIP_TEST_REQUIRE, without dockerd or root.
+func dockerdFolder(t testing.TB, what, prefix string) (dockerd, dir string) {
+	t.Helper()
+	dockerd, err := exec.LookPath("dockerd")
+	if err != nil {
+		Missing(t, "docker", "no dockerd binary to start "+what+" with")
+	}
+	if os.Geteuid() != 0 {
+		Missing(t, "docker", "starting "+what+" needs root")
+	}
+	if dir, err = os.MkdirTemp("/tmp", prefix); err != nil {
+		t.Fatal(err)
+	}
+	return dockerd, dir
 }

@@ -360,10 +360,7 @@ func TestStateAndWhatServesNeverDisagree(t *testing.T) {
 func TestStorageLostMidDeployLeavesStateAndServingAgreed(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
-	own := testenv.StartMinIO(t)
-	states := store.New(own.Client(t), own.Bucket(t, "state"))
-	require.NoError(t, states.EnsureBucket(context.Background()))
-	deps := deploy.Deps{Target: e.deps.Target, State: states}
+	own, states, deps := e.ownStore(t)
 	_, err := deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases["v1"]})
 	require.NoError(t, err)
 
@@ -387,10 +384,7 @@ func TestStorageLostMidDeployLeavesStateAndServingAgreed(t *testing.T) {
 func TestStorageLostMidRollbackLeavesStateAndServingAgreed(t *testing.T) {
 	w := setup(t)
 	e := newEnv(t, w)
-	own := testenv.StartMinIO(t)
-	states := store.New(own.Client(t), own.Bucket(t, "state"))
-	require.NoError(t, states.EnsureBucket(context.Background()))
-	deps := deploy.Deps{Target: e.deps.Target, State: states}
+	own, states, deps := e.ownStore(t)
 	for _, rel := range []string{"v1", "v2"} {
 		_, err := deploy.Deploy(context.Background(), deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases[rel]})
 		require.NoError(t, err)
@@ -411,6 +405,15 @@ func TestStorageLostMidRollbackLeavesStateAndServingAgreed(t *testing.T) {
 	_, err = deploy.Rollback(context.Background(), deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToPrevious, Reason: "test, again"})
 	require.NoError(t, err, "run again once the storage is back")
 	assert.Equal(t, "1", e.serving(t))
+}
+
+// ownStore is a MinIO of the test's own, to stop and start, holding the environment's state.
+func (e *env) ownStore(t *testing.T) (*testenv.MinIOServer, *store.Store, deploy.Deps) {
+	t.Helper()
+	own := testenv.StartMinIO(t)
+	states := store.New(own.Client(t), own.Bucket(t, "state"))
+	require.NoError(t, states.EnsureBucket(context.Background()))
+	return own, states, deploy.Deps{Target: e.deps.Target, State: states}
 }
 
 // clobbering is a target that calls clobber whenever a deploy of model version on has gone live.

@@ -66,23 +66,30 @@ func TestADockerdRestartMidRolloutLeavesTheStatesReleaseServing(t *testing.T) {
 				require.FailNow(t, "the deploy of v2 did not return within 10 minutes of the engine's restart")
 			}
 			t.Logf("deploy of v2: %v", deployErr)
-			require.ErrorIs(t, deployErr, docker.ErrEngineUnreachable)
-			assert.ErrorContains(t, deployErr, own.Host+" stopped answering in the middle of the rollout")
-			assert.NotErrorIs(t, deployErr, deploy.ErrVerification, "what the restart did to v2's containers says nothing of v2")
+			// The swap can finish inside the engine's own shutdown (it stops containers last): then
+			// v2 is verified and recorded, and comes back with the engine. Either way the state and
+			// what serves agree.
+			want := "1"
+			if deployErr == nil && phase.role == "live" {
+				want = "2"
+			} else {
+				require.ErrorIs(t, deployErr, docker.ErrEngineUnreachable)
+				assert.ErrorContains(t, deployErr, own.Host+" stopped answering in the middle of the rollout")
+				assert.NotErrorIs(t, deployErr, deploy.ErrVerification, "what the restart did to v2's containers says nothing of v2")
+			}
 
-			require.Eventually(t, func() bool { return e.servingNow() == "1" }, 3*time.Minute, 200*time.Millisecond,
-				"v1, which the state names, serves again once the engine is back")
+			require.Eventually(t, func() bool { return e.servingNow() == want }, 3*time.Minute, 200*time.Millisecond,
+				"v%s, which the state names, serves once the engine is back", want)
 			st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
 			require.NoError(t, err)
-			assert.Equal(t, "1", st.Current.ModelVersion, "deploy_state.json still names v1")
-			assert.Empty(t, st.History)
+			assert.Equal(t, want, st.Current.ModelVersion, "deploy_state.json names what serves")
 			var running []string
 			for _, c := range e.list(t) {
 				if c.State == "running" {
 					running = append(running, c.Labels[deploy.LabelRole]+" "+c.Labels[deploy.LabelModelVersion])
 				}
 			}
-			assert.Equal(t, []string{"live 1"}, running, "v1's container alone runs: no v2 container was left on the published port or beside it")
+			assert.Equal(t, []string{"live " + want}, running, "that release's container alone runs: nothing else was left on the published port or beside it")
 
 			_, err = e.deploy(t, "v2")
 			require.NoError(t, err, "v2 deploys cleanly once the engine is back")
