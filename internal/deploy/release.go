@@ -95,11 +95,16 @@ func (deps Deps) putBack(ctx context.Context, req DeployRequest, prev *deploysta
 	if prev == nil {
 		return fmt.Errorf("%w; nothing was deployed before it to put back, so it keeps serving unrecorded: deploy it again once the state can be written", err)
 	}
-	back := releaseOf(*prev, req.Release.DefaultSmoke)
-	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), back); perr != nil {
-		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v", err, prev.Image, perr)
+	return deps.restoreRecorded(ctx, *prev, req.Release.DefaultSmoke, err)
+}
+
+// restoreRecorded deploys again d, the release deploy_state.json still names, after a change
+// went live that could not be recorded (err says which), so what serves is what the state says.
+func (deps Deps) restoreRecorded(ctx context.Context, d deploystate.Deployment, fallback Smoke, err error) error {
+	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), releaseOf(d, fallback)); perr != nil {
+		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too, so what went live serves unrecorded: %v", err, d.Image, perr)
 	}
-	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again", err, prev.Image)
+	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again", err, d.Image)
 }
 
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {
@@ -223,10 +228,8 @@ func (deps Deps) undoRollback(ctx context.Context, req RollbackRequest, current,
 	if current.Image == target.Image {
 		return fmt.Errorf("%w; it is the release the state names as current, so state and target agree; run the rollback again once the state can be written to log it", err)
 	}
-	if _, perr := deps.Target.Deploy(context.WithoutCancel(ctx), releaseOf(current, req.DefaultSmoke)); perr != nil {
-		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too: %v; %s serves unrecorded", err, current.Image, perr, target.Image)
-	}
-	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again; run the rollback again once the state can be written (this attempt counts against the rollback budget: it was admitted before the redeploy)", err, current.Image)
+	return fmt.Errorf("%w; run the rollback again once the state can be written (this attempt counts against the rollback budget: it was admitted before the redeploy)",
+		deps.restoreRecorded(ctx, current, req.DefaultSmoke, err))
 }
 
 // rollbackFailed logs the failed attempt in the state (so it stops counting as a rollback) and

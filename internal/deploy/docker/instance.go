@@ -76,6 +76,7 @@ func (d *Target) settle(ctx context.Context, op func(context.Context) error) err
 // answers tells whether the engine takes a new connection now, and counts it in d.lost when it
 // does not. A call on a connection kept alive from before is no test: an engine shutting down
 // closes its listener first and serves those until it exits, stopping containers meanwhile.
+// The dial runs aside because the client's dialer ignores ctx for a unix or TLS engine.
 func (d *Target) answers(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

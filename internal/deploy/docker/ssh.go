@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,8 +42,8 @@ func dialSSH(ctx context.Context, host string, files SSHFiles) (*sshEngine, erro
 	if err != nil || u.Hostname() == "" || u.User == nil || u.User.Username() == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("docker host %q: want ssh://USER@HOST[:PORT][/path/to/docker.sock]", host)
 	}
-	addr := net.JoinHostPort(u.Hostname(), or(u.Port(), "22"))
-	e := &sshEngine{socket: or(u.Path, defaultDockerSocket)}
+	addr := net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "22"))
+	e := &sshEngine{socket: cmp.Or(u.Path, defaultDockerSocket)}
 	e.name = "ssh://" + u.User.Username() + "@" + addr + e.socket
 	if files.Key == "" {
 		return nil, fmt.Errorf("docker host %s: give the SSH private key with --docker-ssh-key (MODELSHIP_DOCKER_SSH_KEY)", e.name)
@@ -67,7 +68,7 @@ func dialSSH(ctx context.Context, host string, files SSHFiles) (*sshEngine, erro
 		var keyErr *knownhosts.KeyError
 		if errors.As(err, &keyErr) {
 			if len(keyErr.Want) == 0 {
-				return nil, fmt.Errorf("ssh to %s: its host key is not in the known hosts, so it is not trusted: add the host's key (ssh-keyscan -p %s %s, checked against the host) to --docker-ssh-known-hosts: %w", addr, or(u.Port(), "22"), u.Hostname(), err)
+				return nil, fmt.Errorf("ssh to %s: its host key is not in the known hosts, so it is not trusted: add the host's key (ssh-keyscan -p %s %s, checked against the host) to --docker-ssh-known-hosts: %w", addr, cmp.Or(u.Port(), "22"), u.Hostname(), err)
 			}
 			return nil, fmt.Errorf("ssh to %s: its host key is not the one pinned in the known hosts; somebody may be in the middle, or the host was rebuilt: %w", addr, err)
 		}
@@ -132,10 +133,3 @@ func pinnedHostKeys(path string) (ssh.HostKeyCallback, error) {
 }
 
 func isSSH(host string) bool { return strings.HasPrefix(host, "ssh://") }
-
-func or(value, fallback string) string {
-	if value == "" {
-		return fallback
-	}
-	return value
-}

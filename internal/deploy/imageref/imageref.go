@@ -39,11 +39,7 @@ func Resolve(ctx context.Context, ref string) (Pinned, error) {
 	}
 	desc, err := remote.Head(parsed, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	if err != nil {
-		var terr *transport.Error
-		if errors.As(err, &terr) && terr.StatusCode == 404 {
-			return Pinned{}, fmt.Errorf("%w: %s: check the registry, repository and tag (build-image prints the reference it pushed)", ErrNotFound, ref)
-		}
-		return Pinned{}, fmt.Errorf("resolve %s to a digest at its registry: %w", ref, err)
+		return Pinned{}, registryError(ref, "resolve "+ref+" to a digest at its registry", err)
 	}
 	return Pinned{Ref: ref + "@" + desc.Digest.String(), Digest: parsed.Context().Name() + "@" + desc.Digest.String()}, nil
 }
@@ -79,15 +75,21 @@ func Labels(ctx context.Context, ref string) (map[string]string, error) {
 	}
 	img, err := remote.Image(parsed, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
 	if err != nil {
-		var terr *transport.Error
-		if errors.As(err, &terr) && terr.StatusCode == 404 {
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
-		}
-		return nil, fmt.Errorf("read the image config of %s at its registry: %w", ref, err)
+		return nil, registryError(ref, "read the image config of "+ref+" at its registry", err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read the image config of %s at its registry: %w", ref, err)
 	}
 	return cfg.Config.Labels, nil
+}
+
+// registryError is ErrNotFound, with what to check, when the registry does not have ref; else
+// err, saying what failed.
+func registryError(ref, what string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == 404 {
+		return fmt.Errorf("%w: %s: check the registry, repository and tag (build-image prints the reference it pushed)", ErrNotFound, ref)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

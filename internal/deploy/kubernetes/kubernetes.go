@@ -280,22 +280,20 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 			return nil
 		}}}, read...)
 	}
+	var labels map[string]string // none read: the release is taken as given
 	if k.cfg.Labels != nil {
-		read = append(read, deploy.Action{Name: "labels", Run: func(ctx context.Context) error {
-			labels, err := k.cfg.Labels(ctx, rel.Image)
-			if err == nil {
-				rel, err = deploy.AgreeWithImage(rel, labels)
-			}
-			if err == nil {
-				rel, err = rel.WithImageSmoke(labels)
-			}
+		read = append(read, deploy.Action{Name: "labels", Run: func(ctx context.Context) (err error) {
+			labels, err = k.cfg.Labels(ctx, rel.Image)
 			return err
 		}})
 	}
 	if err := read.Run(ctx, &res.Steps); err != nil {
 		return nil, err
 	}
-	rel, err := rel.WithImageSmoke(nil)
+	rel, err := deploy.AgreeWithImage(rel, labels)
+	if err == nil {
+		rel, err = rel.WithImageSmoke(labels)
+	}
 	if err == nil {
 		err = k.canSmoke(rel)
 	}
