@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -456,13 +454,7 @@ func TestDeployAndRollbackCommands(t *testing.T) {
 	testenv.Push(t, docker, ref)
 	publish := testenv.FreeAddr(t)
 	env := "cli-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))[:20]
-	t.Cleanup(func() {
-		list, _ := docker.ContainerList(context.Background(), container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", "dev.modelship.environment="+env))})
-		for _, ct := range list {
-			_ = docker.ContainerRemove(context.Background(), ct.ID, container.RemoveOptions{Force: true})
-		}
-	})
+	t.Cleanup(func() { testenv.RemoveEnvironmentContainers(docker, env) })
 	common := []string{"--env", env, "--publish", publish, "--smoke-fixture", projectpath.Join(t, "tests/fixtures/digits_validation.json")}
 	deployArgs := append([]string{"deploy", "--image", ref, "--model-version", "1", "--git-sha", gitSHA}, common...)
 

@@ -72,7 +72,7 @@ func TestNoSecretLeaksIntoOutputStateEvidenceContainerOrImage(t *testing.T) {
 	c.set("MODELSHIP_PIPELINE_RUN", "secrets-"+rand.Text()[:6])
 	env := "secrets-" + strings.ToLower(rand.Text()[:8])
 	c.set("MODELSHIP_ENVIRONMENT", env)
-	t.Cleanup(func() { removeEnvironmentContainers(docker, env) })
+	t.Cleanup(func() { testenv.RemoveEnvironmentContainers(docker, env) })
 	evidenceFile := filepath.Join(c.bucket("MODELSHIP_EVIDENCE_DIR"), "evidence.json")
 
 	// Each stage rewrites evidence.json, so it is read after every run that changed it, not
@@ -541,15 +541,6 @@ func (w *webhookRecorder) paths() []string {
 		out = append(out, r.path)
 	}
 	return out
-}
-
-func removeEnvironmentContainers(docker *client.Client, env string) {
-	ctx := context.Background()
-	list, _ := docker.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", "dev.modelship.environment="+env))})
-	for _, ct := range list {
-		_ = docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true})
-	}
 }
 
 func writeTar(t *testing.T, w io.Writer, files map[string][]byte) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -42,6 +44,17 @@ func Docker(t testing.TB) *client.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// RemoveEnvironmentContainers force-removes the containers a deploy target ran for env (label
+// dev.modelship.environment, deploy.LabelEnvironment), at a test's end.
+func RemoveEnvironmentContainers(cli *client.Client, env string) {
+	ctx := context.Background()
+	list, _ := cli.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "dev.modelship.environment="+env))})
+	for _, c := range list {
+		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	}
 }
 
 // BaseImages are locally made stand-ins for the Dockerfile's public base images, since this

@@ -99,24 +99,7 @@ func (d *OwnDocker) Restart(t testing.TB) {
 func (d *OwnDocker) start(t testing.TB) {
 	t.Helper()
 	d.process = Start(d.t, d.bin, d.args, nil)
-	cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	deadline := time.Now().Add(ownDockerStartWait)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := cli.Ping(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if d.process.Exited() || time.Now().After(deadline) {
-			t.Fatalf("the own dockerd did not answer at %s: %v\n%s", d.Host, err, tail(d.process.Output(), 20))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitDockerd(t, d.process, "the own dockerd", ownDockerStartWait, 5*time.Second, client.WithHost(d.Host))
 }
 
 // stop sends SIGTERM and waits for the engine to exit; one that hangs is killed with its

@@ -57,21 +57,29 @@ func StartTLSDocker(t testing.TB) *TLSDocker {
 	p := Start(t, dockerd, []string{"--host", d.Host, "--tlsverify", "--tlscacert", d.CA, "--tlscert", serverCert, "--tlskey", serverKey,
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "x"), "--pidfile", filepath.Join(dir, "pid"),
 		"--bridge", bridge, "--iptables=false"}, nil)
-	cli, err := client.NewClientWithOpts(client.WithHost(d.Host), client.WithTLSClientConfig(d.CA, d.ClientCert, d.ClientKey), client.WithAPIVersionNegotiation())
+	waitDockerd(t, p, "the TLS dockerd", time.Minute, 2*time.Second, client.WithHost(d.Host), client.WithTLSClientConfig(d.CA, d.ClientCert, d.ClientKey))
+	return d
+}
+
+// waitDockerd returns once the engine p runs answers a ping (each given perPing) through a
+// client made with opts, and fails the test when it exits or does not answer within.
+func waitDockerd(t testing.TB, p *Process, what string, within, perPing time.Duration, opts ...client.Opt) {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(append(opts, client.WithAPIVersionNegotiation())...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(within)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), perPing)
 		_, err := cli.Ping(ctx)
 		cancel()
 		if err == nil {
-			return d
+			return
 		}
 		if p.Exited() || time.Now().After(deadline) {
-			t.Fatalf("the TLS dockerd did not answer at %s: %v\n%s", d.Host, err, tail(p.Output(), 20))
+			t.Fatalf("%s did not answer at %s: %v\n%s", what, cli.DaemonHost(), err, tail(p.Output(), 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

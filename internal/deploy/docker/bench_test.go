@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/modelship/modelship/internal/deploy"
+	"github.com/modelship/modelship/internal/testenv"
 )
 
 // BenchmarkDocker measures, on the real engine, each operation from the call's start to the
@@ -35,7 +36,7 @@ func benchOnce(b *testing.B, mode string) time.Duration {
 	defer b.StartTimer()
 	w := setup(b)
 	e := newEnv(b, w)
-	defer removeContainers(w.docker, e.name)
+	defer testenv.RemoveEnvironmentContainers(w.docker, e.name)
 	ctx := context.Background()
 	deployRel := func(rel string) *deploy.Outcome {
 		out, err := deploy.Deploy(ctx, e.deps, deploy.DeployRequest{Environment: e.name, Branch: "main", Release: w.releases[rel]})
@@ -49,7 +50,7 @@ func benchOnce(b *testing.B, mode string) time.Duration {
 	deployRel("v2")
 	to := deploy.ToPrevious
 	if mode == "rollback-none-live" {
-		removeContainers(w.docker, e.name)
+		testenv.RemoveEnvironmentContainers(w.docker, e.name)
 		to = deploy.ToCurrent
 	}
 	out, err := deploy.Rollback(ctx, e.deps, deploy.RollbackRequest{Environment: e.name, To: to, Reason: "benchmark", Smoke: w.releases["v1"].Smoke})

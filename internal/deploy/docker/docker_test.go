@@ -106,17 +106,9 @@ func newEnv(t testing.TB, w *world) *env {
 	require.NoError(t, err)
 	states := store.New(w.minio.Client(t), w.minio.Bucket(t, "state"))
 	rec := &recorder{}
-	t.Cleanup(func() { removeContainers(w.docker, name) })
+	t.Cleanup(func() { testenv.RemoveEnvironmentContainers(w.docker, name) })
 	return &env{name: name, publish: publish, store: states, events: rec, w: w,
 		deps: deploy.Deps{Target: target, State: states, Notifier: rec}}
-}
-
-func removeContainers(cli *client.Client, envName string) {
-	list, _ := cli.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", deploy.LabelEnvironment+"="+envName))})
-	for _, c := range list {
-		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
-	}
 }
 
 func (e *env) deploy(t *testing.T, rel string) (*deploy.Outcome, error) {
@@ -241,7 +233,7 @@ func TestRollbackAfterAFailedGateRestoresTheStatesImage(t *testing.T) {
 	_, err := e.deploy(t, "v1")
 	require.NoError(t, err)
 	// Production has drifted: the live container is gone (crashed, removed by hand).
-	removeContainers(w.docker, e.name)
+	testenv.RemoveEnvironmentContainers(w.docker, e.name)
 	require.Equal(t, "", e.serving(t))
 
 	out, err := deploy.Rollback(context.Background(), e.deps, deploy.RollbackRequest{Environment: e.name, To: deploy.ToCurrent,
