@@ -21,10 +21,13 @@ const (
 	DigitsMaxPixel = 16
 )
 
-// Sample is one labelled example.
+// Sample is one labelled example: a class (Label) for classification, a value (Target) for
+// regression. ID, when set, names the sample in reports (e.g. a row id of the source data).
 type Sample struct {
+	ID       string    `json:"id,omitempty"`
 	Features []float64 `json:"features"`
 	Label    int       `json:"label"`
+	Target   float64   `json:"target"`
 }
 
 // LoadDigitsCSV reads the gzip-compressed digits CSV (64 features, label last, no header).

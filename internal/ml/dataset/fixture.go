@@ -11,15 +11,31 @@ import (
 	"github.com/modelship/modelship/internal/plumbing/strictjson"
 )
 
-// Fixture is the held-out validation set as it is shipped in tests/fixtures/.
+// The tasks a fixture can hold.
+const (
+	TaskClassification = "classification"
+	TaskRegression     = "regression"
+)
+
+// Fixture is the held-out validation set as it is shipped in tests/fixtures/. A classification
+// fixture's samples carry "label" (a class 0..classes-1); a regression fixture's carry "target".
 type Fixture struct {
 	Dataset  string   `json:"dataset"`
 	Source   string   `json:"source"`
 	License  string   `json:"license"`
 	Seed     uint64   `json:"seed"`
+	Task     string   `json:"task,omitempty"` // classification when empty
 	Features int      `json:"features"`
-	Classes  int      `json:"classes"`
+	Classes  int      `json:"classes,omitempty"`
 	Samples  []Sample `json:"samples"`
+}
+
+// TaskOf is the fixture's task, with the default filled in.
+func (f *Fixture) TaskOf() string {
+	if f.Task == "" {
+		return TaskClassification
+	}
+	return f.Task
 }
 
 // Validate reports the first thing that makes the fixture unusable for a quality gate.
@@ -27,26 +43,68 @@ func (f *Fixture) Validate() error {
 	if f.Features <= 0 {
 		return fmt.Errorf("features is %d; it must be the model's input width (e.g. 64)", f.Features)
 	}
-	if f.Classes < 2 {
-		return fmt.Errorf("classes is %d; a classifier needs at least 2", f.Classes)
+	regression := false
+	switch f.TaskOf() {
+	case TaskClassification:
+		if f.Classes < 2 {
+			return fmt.Errorf("classes is %d; a classifier needs at least 2", f.Classes)
+		}
+	case TaskRegression:
+		if f.Classes != 0 {
+			return fmt.Errorf("classes is %d; a regression fixture has none (leave it out)", f.Classes)
+		}
+		regression = true
+	default:
+		return fmt.Errorf("task is %q; it must be %q or %q", f.Task, TaskClassification, TaskRegression)
 	}
 	if len(f.Samples) == 0 {
 		return errors.New("no samples")
 	}
+	ids := make(map[string]int, len(f.Samples))
 	for i, s := range f.Samples {
 		if len(s.Features) != f.Features {
 			return fmt.Errorf("sample %d has %d features, want %d", i, len(s.Features), f.Features)
 		}
-		if s.Label < 0 || s.Label >= f.Classes {
-			return fmt.Errorf("sample %d has label %d, want 0..%d", i, s.Label, f.Classes-1)
+		if s.ID != "" {
+			if j, dup := ids[s.ID]; dup {
+				return fmt.Errorf("samples %d and %d share the id %q; ids name one sample each", j, i, s.ID)
+			}
+			ids[s.ID] = i
+		}
+		if regression {
+			if s.Label != 0 {
+				return fmt.Errorf("sample %d has a label; a regression sample has a target", i)
+			}
+			if !finite32(s.Target) {
+				return fmt.Errorf("sample %d target is %v, not a finite FP32 value", i, s.Target)
+			}
+		} else {
+			if s.Target != 0 {
+				return fmt.Errorf("sample %d has a target; a classification sample has a label", i)
+			}
+			if s.Label < 0 || s.Label >= f.Classes {
+				return fmt.Errorf("sample %d has label %d, want 0..%d", i, s.Label, f.Classes-1)
+			}
 		}
 		for j, v := range s.Features {
-			if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > math.MaxFloat32 {
+			if !finite32(v) {
 				return fmt.Errorf("sample %d feature %d is %v, not a finite FP32 value", i, j, v)
 			}
 		}
 	}
 	return nil
+}
+
+func finite32(v float64) bool {
+	return !math.IsNaN(v) && !math.IsInf(v, 0) && math.Abs(v) <= math.MaxFloat32
+}
+
+// SampleID is how reports name sample i: its id, else its index.
+func (f *Fixture) SampleID(i int) string {
+	if id := f.Samples[i].ID; id != "" {
+		return id
+	}
+	return fmt.Sprintf("#%d", i)
 }
 
 // ReadFixture reads and validates a fixture file.
@@ -74,6 +132,20 @@ func ParseFixture(raw []byte) (*Fixture, error) {
 	return &f, nil
 }
 
+// classificationSample and regressionSample are a sample as each task writes it: only the
+// field the task reads, so a fixture never shows a label of 0 on a regression sample.
+type classificationSample struct {
+	ID       string    `json:"id,omitempty"`
+	Features []float64 `json:"features"`
+	Label    int       `json:"label"`
+}
+
+type regressionSample struct {
+	ID       string    `json:"id,omitempty"`
+	Features []float64 `json:"features"`
+	Target   float64   `json:"target"`
+}
+
 // Marshal renders the fixture one sample per line, so a diff of a regenerated fixture reads well.
 func (f *Fixture) Marshal() ([]byte, error) {
 	if err := f.Validate(); err != nil {
@@ -90,7 +162,11 @@ func (f *Fixture) Marshal() ([]byte, error) {
 	buf.Write(bytes.TrimSuffix(hb, []byte("null}")))
 	buf.WriteString("[\n")
 	for i, s := range f.Samples {
-		sb, err := json.Marshal(s)
+		var row any = classificationSample{ID: s.ID, Features: s.Features, Label: s.Label}
+		if f.TaskOf() == TaskRegression {
+			row = regressionSample{ID: s.ID, Features: s.Features, Target: s.Target}
+		}
+		sb, err := json.Marshal(row)
 		if err != nil {
 			return nil, err
 		}

@@ -18,17 +18,35 @@ const (
 	irVersion = 7
 )
 
+// Description is what an exported model says about itself: its graph name and doc string.
+type Description struct {
+	Name, Doc string
+}
+
+// digitsDescription is the reference model's; ExportONNX keeps it so the shipped digits
+// models stay byte-identical.
+var digitsDescription = Description{
+	Name: "digits_mlp",
+	Doc:  "Multi-layer perceptron for 8x8 handwritten digits: input pixels 0..16, output class probabilities 0..9.",
+}
+
 // ExportONNX writes the network as an ONNX model: input [batch, inputs] FP32 holding raw
 // (unscaled) features, output [batch, classes] FP32 probabilities. The input scale is folded
 // into the first layer's weights, so clients send pixels as they are. metadata lands in the
 // model's metadata_props, sorted by key so the bytes are stable.
 func (n *Network) ExportONNX(producerVersion string, metadata map[string]string) ([]byte, error) {
+	return n.ExportDescribedONNX(digitsDescription, producerVersion, metadata)
+}
+
+// ExportDescribedONNX is ExportONNX for a network that is not the digits model: the same
+// graph under another name and doc string.
+func (n *Network) ExportDescribedONNX(desc Description, producerVersion string, metadata map[string]string) ([]byte, error) {
 	w1 := make([]float64, len(n.W1))
 	for i, w := range n.W1 {
 		w1[i] = w * n.InputScale
 	}
 	graph := &onnx.GraphProto{
-		Name: "digits_mlp",
+		Name: desc.Name,
 		Node: []*onnx.NodeProto{
 			{Name: "dense1", OpType: "Gemm", Input: []string{InputName, "W1", "B1"}, Output: []string{"dense1_out"}},
 			{Name: "relu1", OpType: "Relu", Input: []string{"dense1_out"}, Output: []string{"relu1_out"}},
@@ -45,12 +63,18 @@ func (n *Network) ExportONNX(producerVersion string, metadata map[string]string)
 		Input:  []*onnx.ValueInfoProto{batchTensorInfo(InputName, int64(n.Inputs))},
 		Output: []*onnx.ValueInfoProto{batchTensorInfo(OutputName, int64(n.Classes))},
 	}
+	return marshalModel(graph, desc.Doc, producerVersion, metadata)
+}
+
+// marshalModel wraps graph in an opset-13 model and marshals it deterministically, so the
+// same weights always give the same bytes.
+func marshalModel(graph *onnx.GraphProto, doc, producerVersion string, metadata map[string]string) ([]byte, error) {
 	model := &onnx.ModelProto{
 		IrVersion:       irVersion,
 		OpsetImport:     []*onnx.OperatorSetIdProto{{Domain: "", Version: Opset}},
 		ProducerName:    "modelship",
 		ProducerVersion: producerVersion,
-		DocString:       "Multi-layer perceptron for 8x8 handwritten digits: input pixels 0..16, output class probabilities 0..9.",
+		DocString:       doc,
 		Graph:           graph,
 		MetadataProps:   sortedProps(metadata),
 	}
