@@ -1,0 +1,50 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/modelship/modelship/internal/pipeline"
+)
+
+// The naming rules live here rather than in package registry so that what only reads names
+// (modelship.json in the Dagger module) does not link the storage client.
+
+// ErrInvalidName marks a model name, version or git SHA that cannot become part of an object key.
+var ErrInvalidName = errors.New("invalid name")
+
+var (
+	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]|\.[a-z0-9_-]){0,62}$`)
+	versionRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_+-]|\.[A-Za-z0-9_+-]){0,127}$`)
+)
+
+// Latest is the version selector that resolves to the newest pushed version.
+const Latest = "latest"
+
+// ValidateName checks a model name: 1-63 lower-case letters, digits, '-', '_' and single dots.
+func ValidateName(name string) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("%w: model name %q: use 1-63 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit (no slashes, no '..')", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// ValidateVersion checks a version: 1-128 letters, digits, '-', '_', '+' and single dots; not "latest".
+func ValidateVersion(version string) error {
+	if version == Latest {
+		return fmt.Errorf("%w: version %q is reserved for the newest version; pick another", ErrInvalidName, version)
+	}
+	if !versionRe.MatchString(version) {
+		return fmt.Errorf("%w: version %q: use 1-128 letters, digits, '-', '_', '+' or '.', starting with a letter or digit (no slashes, no '..')", ErrInvalidName, version)
+	}
+	return nil
+}
+
+// ValidateGitSHA checks a full commit SHA (40 hex digits, or 64 for SHA-256 repositories).
+func ValidateGitSHA(sha string) error {
+	if !pipeline.IsGitSHA(sha) {
+		return fmt.Errorf("%w: git SHA %q: want the full commit SHA, 40 lower-case hex digits (git rev-parse HEAD)", ErrInvalidName, sha)
+	}
+	return nil
+}
