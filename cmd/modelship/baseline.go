@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/gate"
+	"github.com/modelship/modelship/internal/ml/dataset"
 )
 
 func newBaselineCmd(g *globals) *cobra.Command {
@@ -43,12 +44,10 @@ not touched. A failed report is refused. Commit the changed file to make it take
 			if g.jsonOutput {
 				return writeJSON(cmd.OutOrStdout(), b)
 			}
-			p := b.Production
 			if old != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "production was %s: accuracy %.4f, p95 %.3f ms\n", old.Version, old.Accuracy, old.P95LatencyMS)
+				fmt.Fprintf(cmd.OutOrStdout(), "production was %s\n", summarize(b.TaskOf(), old))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "production is now %s: accuracy %.4f, p95 %.3f ms (written to %s; commit it)\n",
-				p.Version, p.Accuracy, p.P95LatencyMS, baselinePath)
+			fmt.Fprintf(cmd.OutOrStdout(), "production is now %s (written to %s; commit it)\n", summarize(b.TaskOf(), b.Production), baselinePath)
 			return nil
 		},
 	}
@@ -57,4 +56,12 @@ not touched. A failed report is refused. Commit the changed file to make it take
 	cmd.Flags().StringVar(&by, "by", "", "who promotes (required; recorded)")
 	_ = cmd.MarkFlagRequired("by")
 	return cmd
+}
+
+// summarize names a production record and the metrics its task is judged by.
+func summarize(task string, p *gate.Production) string {
+	if task == dataset.TaskRegression {
+		return fmt.Sprintf("%s: MAE %.4f, RMSE %.4f, R² %.4f, p95 %.3f ms", p.Version, p.MAE, p.RMSE, p.R2, p.P95LatencyMS)
+	}
+	return fmt.Sprintf("%s: accuracy %.4f, p95 %.3f ms", p.Version, p.Accuracy, p.P95LatencyMS)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelship/modelship/internal/evidence"
+	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 )
 
@@ -52,6 +53,7 @@ type Report struct {
 	Baseline      *Baseline     `json:"baseline,omitempty"`
 	Confusion     [][]int       `json:"confusion_matrix,omitempty"`
 	LatenciesMS   []float64     `json:"latencies_ms,omitempty"`
+	Diff          *Diff         `json:"diff,omitempty"` // against production, sample by sample
 	StartedAt     time.Time     `json:"started_at"`
 	DurationMS    float64       `json:"duration_ms"`
 }
@@ -121,6 +123,9 @@ func (r *Report) Write(dir string) error {
 	if err := writeLatencyChart(filepath.Join(dir, LatencyChart), r); err != nil {
 		return fmt.Errorf("draw %s: %w", LatencyChart, err)
 	}
+	if len(r.Confusion) == 0 {
+		return nil // regression: no classes to confuse
+	}
 	if err := writeConfusionChart(filepath.Join(dir, ConfusionChart), r.Confusion); err != nil {
 		return fmt.Errorf("draw %s: %w", ConfusionChart, err)
 	}
@@ -154,12 +159,10 @@ func (r *Report) Markdown() string {
 	b.WriteString("| check | candidate | limit | production | Δ vs production | result |\n|---|---|---|---|---|---|\n")
 	for _, c := range r.Checks {
 		prodCell, delta := "–", "–"
-		if prod != nil {
-			switch c.Name {
-			case "accuracy", "accuracy_vs_production":
-				prodCell, delta = fmt.Sprintf("%.4f", prod.Accuracy), fmt.Sprintf("%+.4f", c.Value-prod.Accuracy)
-			case "p95_latency_ms":
-				prodCell, delta = fmt.Sprintf("%.3f ms", prod.P95LatencyMS), fmt.Sprintf("%+.3f ms", c.Value-prod.P95LatencyMS)
+		if v, ok := prod.metric(c.Name); ok {
+			prodCell, delta = fmt.Sprintf("%.4f", v), fmt.Sprintf("%+.4f", c.Value-v)
+			if strings.HasSuffix(c.Name, "_ms") {
+				prodCell, delta = fmt.Sprintf("%.3f ms", v), fmt.Sprintf("%+.3f ms", c.Value-v)
 			}
 		}
 		value, limit := fmt.Sprintf("%.4f", c.Value), fmt.Sprintf("%s %.4f", c.Op, c.Threshold)
@@ -174,14 +177,74 @@ func (r *Report) Markdown() string {
 	}
 	m := r.Metrics
 	fmt.Fprintf(&b, "\nLatency per request at the client, after warm-up: p50 %.3f ms · p95 %.3f ms · p99 %.3f ms · max %.3f ms.\n\n", m.P50LatencyMS, m.P95LatencyMS, m.P99LatencyMS, m.MaxLatencyMS)
-	b.WriteString("Recall per class: ")
-	for c, rec := range m.PerClassRecall {
-		if c > 0 {
-			b.WriteString(" · ")
+	if m.Task == dataset.TaskRegression {
+		fmt.Fprintf(&b, "MAE %.4f · RMSE %.4f · R² %.4f\n\nChart: `%s`.\n", m.MAE, m.RMSE, m.R2, LatencyChart)
+	} else {
+		fmt.Fprintf(&b, "Macro F1 %.4f.\n\n| class | recall | F1 |\n|---|---|---|\n", m.MacroF1)
+		for c, rec := range m.PerClassRecall {
+			fmt.Fprintf(&b, "| %d | %.3f | %.3f |\n", c, rec, at(m.PerClassF1, c))
 		}
-		fmt.Fprintf(&b, "%d: %.3f", c, rec)
+		fmt.Fprintf(&b, "\nCharts: `%s`, `%s`.\n", LatencyChart, ConfusionChart)
 	}
-	fmt.Fprintf(&b, "\n\nCharts: `%s`, `%s`.\n", LatencyChart, ConfusionChart)
+	if r.Diff != nil {
+		b.WriteString(r.Diff.Markdown())
+	}
+	return b.String()
+}
+
+// metric is production's value of a check's metric, if the baseline records it.
+func (p *Production) metric(check string) (float64, bool) {
+	if p == nil {
+		return 0, false
+	}
+	v, ok := map[string]float64{"accuracy": p.Accuracy, "accuracy_vs_production": p.Accuracy, "macro_f1": p.MacroF1,
+		"macro_f1_vs_production": p.MacroF1, "mae": p.MAE, "mae_vs_production": p.MAE, "rmse": p.RMSE,
+		"rmse_vs_production": p.RMSE, "r2": p.R2, "r2_vs_production": p.R2, "p95_latency_ms": p.P95LatencyMS}[check]
+	return v, ok && v != 0
+}
+
+func at(v []float64, i int) float64 {
+	if i < len(v) {
+		return v[i]
+	}
+	return 0
+}
+
+// Markdown is the diff's section of the report.
+func (d *Diff) Markdown() string {
+	var b strings.Builder
+	b.WriteString("\n### Against production\n\n")
+	if d.Skipped != "" {
+		fmt.Fprintf(&b, "No prediction diff: %s.\n", d.Skipped)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "Production: %s (`%s`).", d.Production.Label(), d.Production.Source)
+	if d.P95LatencyRatio > 0 {
+		fmt.Fprintf(&b, " p95 latency %.2f× production's (%.3f ms).", d.P95LatencyRatio, d.ProductionP95LatencyMS)
+	}
+	b.WriteString("\n\n")
+	if d.ByClass == nil {
+		fmt.Fprintf(&b, "Mean |candidate − production| %.4f; the error grew on %d of %d samples and shrank on %d.\n\n", d.MeanAbsChange, d.Worse, d.Samples, d.Better)
+		b.WriteString("| sample | target | production | candidate | error change |\n|---|---|---|---|---|\n")
+		for _, s := range d.Worst {
+			fmt.Fprintf(&b, "| %s | %.4g | %.4g | %.4g | %+.4g |\n", s.ID, s.Target, s.Production, s.Candidate, s.ErrorChange)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "Agreement %.1f%%: %d of %d samples changed class, %d fixed and %d broken.\n\n", d.Agreement*100, d.Flips, d.Samples, d.Fixed, d.Broken)
+	if d.Flips == 0 {
+		return b.String()
+	}
+	b.WriteString("| true class | flips | fixed | broken |\n|---|---|---|---|\n")
+	for _, c := range d.ByClass {
+		if c.Flips > 0 {
+			fmt.Fprintf(&b, "| %d | %d | %d | %d |\n", c.Class, c.Flips, c.Fixed, c.Broken)
+		}
+	}
+	b.WriteString("\n| sample | label | production | candidate |\n|---|---|---|---|\n")
+	for _, s := range d.Worst {
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f |\n", s.ID, s.Label, s.Production, s.Candidate)
+	}
 	return b.String()
 }
 

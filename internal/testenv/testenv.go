@@ -44,9 +44,23 @@ var (
 // test process and returns the executable's path.
 func Binary(t testing.TB, pkg string) string {
 	t.Helper()
+	return buildIn(t, ".", pkg)
+}
+
+// ModuleBinary builds the main package at the root of a Go module of its own inside this
+// repository (e.g. "examples/diabetes-regression/server", an example project's own server),
+// once per test process.
+func ModuleBinary(t testing.TB, dir string) string {
+	t.Helper()
+	return buildIn(t, dir, ".")
+}
+
+func buildIn(t testing.TB, dir, pkg string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := builtPaths[pkg]; ok {
+	key := filepath.Join(dir, pkg)
+	if p, ok := builtPaths[key]; ok {
 		return p
 	}
 	if buildDir == "" {
@@ -56,14 +70,14 @@ func Binary(t testing.TB, pkg string) string {
 		}
 		buildDir = dir
 	}
-	out := filepath.Join(buildDir, filepath.Base(pkg))
+	out := filepath.Join(buildDir, filepath.Base(key))
 	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = projectpath.Root(t)
+	cmd.Dir = filepath.Join(projectpath.Root(t), dir)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
+		t.Fatalf("go build %s in %s: %v\n%s", pkg, cmd.Dir, err, msg)
 	}
-	builtPaths[pkg] = out
+	builtPaths[key] = out
 	return out
 }
 
