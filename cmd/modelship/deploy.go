@@ -37,6 +37,7 @@ type targetFlags struct {
 type kubeFlags struct {
 	kubeconfig, namespace, name            string
 	port, replicas, idleReplicas           int32
+	healthPath                             string
 	cpuRequest, memoryRequest, memoryLimit string
 	progressDeadline                       time.Duration
 	smokeURL                               string
@@ -49,7 +50,8 @@ func (k *kubeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)")
 	fl.StringVar(&k.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
 	fl.StringVar(&k.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
-	fl.Int32Var(&k.port, "port", 8000, "port the server listens on in its pods, and the Service's port")
+	fl.Int32Var(&k.port, "port", 8000, "port the server listens on in its container or pods (a Kubernetes Service's port too)")
+	fl.StringVar(&k.healthPath, "health-path", envOr("MODELSHIP_HEALTH_PATH", "/v2/health/ready"), "the server's readiness endpoint (MODELSHIP_HEALTH_PATH)")
 	fl.Int32Var(&k.replicas, "replicas", 2, "pods per colour")
 	fl.Int32Var(&k.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
 	fl.StringVar(&k.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")
@@ -61,7 +63,7 @@ func (k *kubeFlags) register(cmd *cobra.Command) {
 
 // config is the Kubernetes target's configuration, without a client (manifests needs none).
 func (k *kubeFlags) config(env string, readyTimeout time.Duration) kubernetes.Config {
-	kc := kubernetes.Config{Namespace: k.namespace, Name: k.name, Environment: env, Port: k.port,
+	kc := kubernetes.Config{Namespace: k.namespace, Name: k.name, Environment: env, Port: k.port, HealthPath: k.healthPath,
 		Replicas: k.replicas, IdleReplicas: k.idleReplicas, CPURequest: k.cpuRequest,
 		MemoryRequest: k.memoryRequest, MemoryLimit: k.memoryLimit, ProgressDeadline: k.progressDeadline,
 		RolloutTimeout: readyTimeout + k.progressDeadline}
@@ -208,7 +210,7 @@ func (f *targetFlags) kubernetes() (*kubernetes.Target, error) {
 }
 
 func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
-	t, cli, err := docker.Dial(f.engine, docker.Config{Environment: f.env, Publish: f.publish, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
+	t, cli, err := docker.Dial(f.engine, docker.Config{Environment: f.env, Publish: f.publish, Port: int(f.kube.port), HealthPath: f.kube.healthPath, ReadyTimeout: f.readyTimeout, CheckHost: f.checkHost})
 	if err != nil {
 		return nil, nil, usageError{err}
 	}

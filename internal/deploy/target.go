@@ -208,6 +208,11 @@ func SmokeTest(ctx context.Context, client *oip.Client, rel Release) error {
 	if len(resp.Outputs) == 0 || len(resp.Outputs[0].Data) == 0 {
 		return fmt.Errorf("%w: smoke inference returned no output", ErrVerification)
 	}
+	if i := inference.NonFinite(resp.Outputs[0].Data); i >= 0 {
+		return fmt.Errorf("%w: smoke inference answered %v", ErrVerification, resp.Outputs[0].Data[i])
+	}
+	// A regression model answers one value, so its argmax is class 0, the label a regression
+	// sample's smoke inference carries: what it checks is a finite answer of the right shape.
 	got := inference.ArgmaxRow(resp.Outputs[0].Data)
 	if got != rel.Smoke.Want {
 		return fmt.Errorf("%w: smoke inference predicted class %d for a sample labelled %d", ErrVerification, got, rel.Smoke.Want)

@@ -21,16 +21,29 @@ import (
 type Client struct {
 	BaseURL string
 	HTTP    *http.Client
+	// ReadyPath is the readiness endpoint: the protocol's unless a server declares another.
+	ReadyPath string
 }
+
+// ReadyPath is the protocol's readiness endpoint.
+const ReadyPath = "/v2/health/ready"
 
 // NewClient returns a client for baseURL (e.g. http://127.0.0.1:8000).
 func NewClient(baseURL string) *Client {
-	return &Client{BaseURL: strings.TrimSuffix(baseURL, "/"), HTTP: &http.Client{Timeout: 30 * time.Second}}
+	return &Client{BaseURL: strings.TrimSuffix(baseURL, "/"), HTTP: &http.Client{Timeout: 30 * time.Second}, ReadyPath: ReadyPath}
 }
 
-// Ready reports whether /v2/health/ready answers 200.
+// WithReadyPath is the client with another readiness endpoint; empty keeps the protocol's.
+func (c *Client) WithReadyPath(path string) *Client {
+	if path != "" {
+		c.ReadyPath = path
+	}
+	return c
+}
+
+// Ready reports whether the readiness endpoint answers 200.
 func (c *Client) Ready(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/v2/health/ready", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+c.ReadyPath, nil)
 	if err != nil {
 		return err
 	}
@@ -54,7 +67,7 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s/v2/health/ready: %w (last: %v)", c.BaseURL, ctx.Err(), err)
+			return fmt.Errorf("waiting for %s%s: %w (last: %v)", c.BaseURL, c.ReadyPath, ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

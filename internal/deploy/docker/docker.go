@@ -33,10 +33,9 @@ import (
 const (
 	roleLive      = "live"
 	roleCandidate = "candidate"
-	serverPort    = nat.Port("8000/tcp")
 )
 
-// CheckViaContainerIP verifies a container at its own network address, port 8000.
+// CheckViaContainerIP verifies a container at its own network address, at its server's port.
 const CheckViaContainerIP = "container"
 
 // ErrImageNotFound marks an image reference that no registry has.
@@ -50,6 +49,8 @@ type Config struct {
 	Client      *client.Client
 	Environment string
 	Publish     string // host address of the live server, "127.0.0.1:8000" or ":8000"
+	Port        int    // the port the server listens on in its container (default 8000)
+	HealthPath  string // its readiness endpoint (default the protocol's, /v2/health/ready)
 	// CheckHost is where this process reaches a server to verify it: a host for the published
 	// ports (default: the engine's address), or CheckViaContainerIP to use the container's own
 	// address on its Docker network (for a deployer that runs in a container on the same host,
@@ -94,6 +95,12 @@ func New(cfg Config) (*Target, error) {
 	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
 		return nil, fmt.Errorf("docker target: publish port %q is not a port number", port)
 	}
+	if cfg.Port == 0 {
+		cfg.Port = 8000
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("docker target: the server's port %d is not a port number", cfg.Port)
+	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 60 * time.Second
 	}
@@ -118,7 +125,7 @@ func New(cfg Config) (*Target, error) {
 // checkClient is a model server client for a check of the server at url, connecting the way
 // the engine is reached.
 func (d *Target) checkClient(url string) *oip.Client {
-	c := oip.NewClient(url)
+	c := oip.NewClient(url).WithReadyPath(d.cfg.HealthPath)
 	if d.cfg.CheckDial != nil {
 		c.HTTP.Transport = &http.Transport{DialContext: d.cfg.CheckDial}
 	}
@@ -350,14 +357,14 @@ func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release,
 	if rel.ModelVersion != "" {
 		env = append(env, "MODELSHIP_MODEL_VERSION="+rel.ModelVersion)
 	}
-	host := &container.HostConfig{PortBindings: nat.PortMap{serverPort: {{HostIP: d.hostIP, HostPort: hostPort}}}}
+	host := &container.HostConfig{PortBindings: nat.PortMap{d.serverPort(): {{HostIP: d.hostIP, HostPort: hostPort}}}}
 	if role == roleLive {
 		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}
 	}
 	name := fmt.Sprintf("modelship-%s-%s-%s-%d", d.cfg.Environment, role, short(rel.GitSHA), time.Now().UnixNano())
 	created, err := d.cfg.Client.ContainerCreate(ctx, &container.Config{
 		Image: imageID, Env: env, Labels: labels, Cmd: d.cfg.Args,
-		ExposedPorts: nat.PortSet{serverPort: {}},
+		ExposedPorts: nat.PortSet{d.serverPort(): {}},
 	}, host, nil, nil, name)
 	if err != nil {
 		return "", fmt.Errorf("create container for %s: %w", rel.Image, err)
@@ -516,4 +523,9 @@ func (e *Engine) Close() error {
 		errs = append(errs, e.tunnel.client.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// serverPort is the server's port inside its container, the one published.
+func (d *Target) serverPort() nat.Port {
+	return nat.Port(strconv.Itoa(d.cfg.Port) + "/tcp")
 }

@@ -123,7 +123,7 @@ func (in *instance) startOnSidePort(ctx context.Context, refused func(error) err
 		return fmt.Errorf("inspect candidate %s: %w", short(in.id), err)
 	}
 	if info.NetworkSettings != nil {
-		if b := info.NetworkSettings.Ports[serverPort]; len(b) > 0 {
+		if b := info.NetworkSettings.Ports[in.d.serverPort()]; len(b) > 0 {
 			in.port = b[0].HostPort
 			return nil
 		}
@@ -172,7 +172,7 @@ func (in *instance) url(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("inspect container %s: %w", short(in.id), err)
 		}
-		host, port = containerIP(info), serverPort.Port()
+		host, port = containerIP(info), in.d.serverPort().Port()
 		if host == "" {
 			return "", fmt.Errorf("container %s has no network address to verify it at", short(in.id))
 		}

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/imageref"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // Blue-green colours: two Deployments, one Service whose selector names the live one.
@@ -58,6 +60,7 @@ type Config struct {
 	Replicas         int32         // per colour; default 2
 	IdleReplicas     int32         // replicas the old colour keeps after a switch (rollback is a selector switch while > 0); default: Replicas
 	Port             int32         // container and Service port; default 8000
+	HealthPath       string        // the server's readiness endpoint; default /v2/health/ready
 	CPURequest       string        // e.g. "100m"; empty: none
 	MemoryRequest    string        // e.g. "128Mi"; empty: none
 	MemoryLimit      string        // e.g. "512Mi"; empty: none
@@ -198,7 +201,7 @@ func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deploymen
 							SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 						},
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/v2/health/ready", Port: intstr.FromInt32(k.cfg.Port)}},
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: cmp.Or(k.cfg.HealthPath, oip.ReadyPath), Port: intstr.FromInt32(k.cfg.Port)}},
 							PeriodSeconds: 2, FailureThreshold: 3,
 						},
 						LivenessProbe: &corev1.Probe{

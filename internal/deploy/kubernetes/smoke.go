@@ -25,7 +25,7 @@ var ErrCannotSmoke = errors.New("cannot smoke-test the new pods")
 // so nothing in the cluster has to be exposed; --smoke-url reaches them some other way.
 func (k *Target) smoke(ctx context.Context, colour string, rel deploy.Release) error {
 	if k.cfg.SmokeURL != nil {
-		return deploy.SmokeTest(ctx, oip.NewClient(k.cfg.SmokeURL(colour)), rel)
+		return deploy.SmokeTest(ctx, oip.NewClient(k.cfg.SmokeURL(colour)).WithReadyPath(k.cfg.HealthPath), rel)
 	}
 	httpClient, err := rest.HTTPClientFor(k.cfg.REST)
 	if err != nil {
