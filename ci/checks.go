@@ -35,7 +35,7 @@ func (m *Modelship) Lint(ctx context.Context) (string, error) {
 //
 // +check
 func (m *Modelship) UnitTest(ctx context.Context) (*dagger.File, error) {
-	run := m.tooled().
+	run := m.goEnv().WithDirectory("/usr/local/bin", m.Tools()).
 		WithExec([]string{"gotestsum", "--junitfile", reportsDir + "/unit-tests.xml", "--", "-count=1", "./..."},
 			dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
 	code, err := run.ExitCode(ctx)

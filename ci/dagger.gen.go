@@ -91,6 +91,16 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		Kubeconfig          *dagger.Secret
 		Namespace           string
 		Publish             string
+		Task                string
+		Server              string
+		Dockerfile          string
+		BuildDir            string
+		Port                int
+		HealthPath          string
+		Fixture             string
+		Baseline            string
+		SmokeSample         int
+		Seed                bool
 	}
 	concrete.Source = r.Source
 	concrete.StorageEndpoint = r.StorageEndpoint
@@ -122,6 +132,16 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.Kubeconfig = r.Kubeconfig
 	concrete.Namespace = r.Namespace
 	concrete.Publish = r.Publish
+	concrete.Task = r.Task
+	concrete.Server = r.Server
+	concrete.Dockerfile = r.Dockerfile
+	concrete.BuildDir = r.BuildDir
+	concrete.Port = r.Port
+	concrete.HealthPath = r.HealthPath
+	concrete.Fixture = r.Fixture
+	concrete.Baseline = r.Baseline
+	concrete.SmokeSample = r.SmokeSample
+	concrete.Seed = r.Seed
 	return json.Marshal(&concrete)
 }
 
@@ -157,6 +177,16 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		Kubeconfig          *dagger.Secret
 		Namespace           string
 		Publish             string
+		Task                string
+		Server              string
+		Dockerfile          string
+		BuildDir            string
+		Port                int
+		HealthPath          string
+		Fixture             string
+		Baseline            string
+		SmokeSample         int
+		Seed                bool
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -192,6 +222,16 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.Kubeconfig = concrete.Kubeconfig
 	r.Namespace = concrete.Namespace
 	r.Publish = concrete.Publish
+	r.Task = concrete.Task
+	r.Server = concrete.Server
+	r.Dockerfile = concrete.Dockerfile
+	r.BuildDir = concrete.BuildDir
+	r.Port = concrete.Port
+	r.HealthPath = concrete.HealthPath
+	r.Fixture = concrete.Fixture
+	r.Baseline = concrete.Baseline
+	r.SmokeSample = concrete.SmokeSample
+	r.Seed = concrete.Seed
 	return nil
 }
 
@@ -416,6 +456,62 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
 			return (*Modelship).Lint(&parent, ctx)
+		case "PromoteBaseline":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var by string
+			if inputArgs["by"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["by"]), &by)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg by", err))
+				}
+			}
+			var modelVersion string
+			if inputArgs["modelVersion"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["modelVersion"]), &modelVersion)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelVersion", err))
+				}
+			}
+			var gitSha string
+			if inputArgs["gitSha"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitSha"]), &gitSha)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitSha", err))
+				}
+			}
+			return (*Modelship).PromoteBaseline(&parent, ctx, by, modelVersion, gitSha)
+		case "PushModel":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var file *dagger.File
+			if inputArgs["file"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["file"]), &file)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg file", err))
+				}
+			}
+			var version string
+			if inputArgs["version"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["version"]), &version)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg version", err))
+				}
+			}
+			var gitSha string
+			if inputArgs["gitSha"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["gitSha"]), &gitSha)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitSha", err))
+				}
+			}
+			return (*Modelship).PushModel(&parent, ctx, file, version, gitSha)
 		case "QualityReports":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -856,7 +952,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg publish", err))
 				}
 			}
-			return New(source, environment, modelName, imageRepository, dockerSocket, dockerHost, kubeconfig, namespace, publish)
+			return New(ctx, source, environment, modelName, imageRepository, dockerSocket, dockerHost, kubeconfig, namespace, publish)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelship/modelship/ci/internal/dagger"
 	"github.com/modelship/modelship/internal/deploystate"
+	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
@@ -59,21 +60,29 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	return pulled.File("/model/model.onnx").WithTimestamps(0), res, nil
 }
 
-// serverImage builds serving/Dockerfile with the model placed in the build context and the
-// project's smoke inference in its label.
+// candidateFile is where the model goes in the build context; the Dockerfile gets it as MODEL_FILE.
+const candidateFile = "modelship/candidate.onnx"
+
+// serverImage builds the server image with the model placed in the build context and the
+// project's smoke inference in its label: modelship's serving/Dockerfile, or the project's own
+// (modelship.json serving.server "dockerfile"), given the same build arguments.
 func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, error) {
 	smoke, err := m.smokeLabel(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return m.buildContext().
-		WithFile("models/candidate.onnx", model).
+	buildDir, dockerfile := m.buildContext(), "serving/Dockerfile"
+	if m.Server == project.ServerDockerfile {
+		buildDir, dockerfile = m.Source.Directory(m.BuildDir), m.Dockerfile
+	}
+	return buildDir.
+		WithFile(candidateFile, model).
 		DockerBuild(dagger.DirectoryDockerBuildOpts{
-			Dockerfile: "serving/Dockerfile",
+			Dockerfile: dockerfile,
 			BuildArgs: []dagger.BuildArg{
 				{Name: "GO_IMAGE", Value: m.GoImage},
 				{Name: "RUNTIME_IMAGE", Value: m.RuntimeImage},
-				{Name: "MODEL_FILE", Value: "models/candidate.onnx"},
+				{Name: "MODEL_FILE", Value: candidateFile},
 				{Name: "MODEL_NAME", Value: m.ModelName},
 				{Name: "MODEL_VERSION", Value: res.Manifest.Version},
 				{Name: "REVISION", Value: revision},
@@ -82,13 +91,13 @@ func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res res
 		}), nil
 }
 
-// service runs a pulled model's server image as a service on port 8000.
+// service runs a pulled model's server image as a service on the project's port.
 func (m *Modelship) service(ctx context.Context, model *dagger.File, res resolution) (*dagger.Service, error) {
 	img, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
 	if err != nil {
 		return nil, err
 	}
-	return img.WithExposedPort(8000).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
+	return img.WithExposedPort(m.Port).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
 }
 
 // Serve runs a model version's server image as a service: `dagger call serve up --ports 8001:8000`.
@@ -130,8 +139,10 @@ func (m *Modelship) gate(ctx context.Context, modelVersion, gitSha string, again
 		return gateRun{}, err
 	}
 	c := m.Cli().
+		WithDirectory(projectDir, m.gateInputs()).
+		WithEnvVariable("MODELSHIP_PROJECT", projectDir).
 		WithServiceBinding(candidateHost, svc).
-		WithEnvVariable("MODELSHIP_SERVER_URL", "http://"+candidateHost+":8000").
+		WithEnvVariable("MODELSHIP_SERVER_URL", fmt.Sprintf("http://%s:%d", candidateHost, m.Port)).
 		WithEnvVariable("MODELSHIP_MODEL_VERSION", res.Manifest.Version).
 		WithEnvVariable("MODELSHIP_REPORT_DIR", reportsDir)
 	if again {

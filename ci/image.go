@@ -60,36 +60,37 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 	return img, res, err
 }
 
-// buildContext is what serving/Dockerfile copies, as .dockerignore says, and nothing more: the
-// engine checksums every file of a build's context on each change to it, and the tests and
-// their corpora are most of the files.
+// buildContext is what serving/Dockerfile copies, of the module's own source, as .dockerignore
+// says, and nothing more: the engine checksums every file of a build's context on each change
+// to it, and the tests and their corpora are most of the files.
 func (m *Modelship) buildContext() *dagger.Directory {
-	return m.Source.Filter(dagger.DirectoryFilterOpts{
+	return moduleRoot().Filter(dagger.DirectoryFilterOpts{
 		Include: []string{"go.mod", "go.sum", "internal/", "serving/"},
 		Exclude: []string{"**/*_test.go", "**/testdata/"},
 	})
 }
 
-// smokeFixture is the fixture whose first sample the image carries as its smoke inference: the
-// one the gate reads.
-const smokeFixture = "tests/fixtures/digits_validation.json"
-
-// smokeLabel is the image's smoke inference label (pipeline.LabelSmoke), so deploy and rollback
-// run one that fits the model wherever they run from. A project without the fixture builds
-// images without one; its deploys then need --smoke-fixture.
+// smokeLabel is the image's smoke inference label (pipeline.LabelSmoke): the fixture sample
+// modelship.json names (smoke.sample, default the first), so deploy and rollback run one that
+// fits the model wherever they run from. A project without its fixture builds images without
+// one; its deploys then need --smoke-fixture.
 func (m *Modelship) smokeLabel(ctx context.Context) (string, error) {
-	if ok, err := m.Source.Exists(ctx, smokeFixture); err != nil || !ok {
+	if ok, err := m.Source.Exists(ctx, m.Fixture); err != nil || !ok {
 		return "", err
 	}
-	raw, err := m.Source.File(smokeFixture).Contents(ctx)
+	raw, err := m.Source.File(m.Fixture).Contents(ctx)
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", smokeFixture, err)
+		return "", fmt.Errorf("read %s: %w", m.Fixture, err)
 	}
 	fx, err := dataset.ParseFixture([]byte(raw))
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", smokeFixture, err)
+		return "", fmt.Errorf("%s: %w", m.Fixture, err)
 	}
-	return pipeline.EncodeSmokeLabel(pipeline.SampleSmoke(fx.Samples[0].Features, fx.Samples[0].Label))
+	if m.SmokeSample >= len(fx.Samples) {
+		return "", fmt.Errorf("modelship.json smoke.sample is %d; %s has %d samples (0..%d)", m.SmokeSample, m.Fixture, len(fx.Samples), len(fx.Samples)-1)
+	}
+	s := fx.Samples[m.SmokeSample]
+	return pipeline.EncodeSmokeLabel(pipeline.SampleSmoke(s.Features, s.Label))
 }
 
 // BuildImage is the build-image stage: fetches the model artifact for the commit (or version)

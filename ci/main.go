@@ -1,13 +1,16 @@
 // Take an AI model from a commit to production, and back again when it goes wrong.
 //
-// The functions build the modelship CLI and model server from source in cached containers and
-// run them; the CLI does the work (registry, quality gate, deploy state, deploy, rollback), so
+// The functions build the modelship CLI and model server from the module's own source in cached
+// containers and run them for the project given as --source (its modelship.json names the model,
+// fixtures, baseline and server); the CLI does the work (registry, quality gate, deploy state, deploy, rollback), so
 // the same calls run on a laptop and in any CI. With no S3 endpoint given, a MinIO runs inside
 // the session (state kept in a cache volume) seeded with the reference model; with no registry
 // given, a registry service runs for the build, and deploys load the image into the engine.
 package main
 
 import (
+	"context"
+
 	"github.com/modelship/modelship/ci/internal/dagger"
 )
 
@@ -88,13 +91,35 @@ type Modelship struct {
 	Namespace string
 	// +private
 	Publish string
+	// +private
+	Task string
+	// +private
+	Server string
+	// +private
+	Dockerfile string
+	// +private
+	BuildDir string
+	// +private
+	Port int
+	// +private
+	HealthPath string
+	// +private
+	Fixture string
+	// +private
+	Baseline string
+	// +private
+	SmokeSample int
+	// +private
+	Seed bool
 }
 
 // New sets what almost every project sets: the repository, the environment, the model and image
 // names, and the deploy target. Storage, registry, webhook and base images are With* settings.
 func New(
-	// The repository: sources, serving/Dockerfile, tests/fixtures, model_baseline.json and
-	// modelship.json (the model version a commit that pushed none ships).
+	ctx context.Context,
+	// The project: its modelship.json (model, task, inputs, fixtures, baseline, serving, smoke
+	// sample), the fixtures and baseline it names, and its own Dockerfile if it serves with one.
+	// From another repository: --source=. (the default is the module's own repository).
 	//
 	// +defaultPath="/"
 	// +ignore=["**/.git", "ci", "docs", "reports", "test-results", "**/*.test"]
@@ -104,15 +129,14 @@ func New(
 	// +optional
 	// +default="production"
 	environment string,
-	// Model name in the registry and in the server's API.
+	// Model name in the registry and in the server's API (default: modelship.json's model.name).
 	//
 	// +optional
-	// +default="digits"
 	modelName string,
-	// Image repository under the registry; images are tagged <registry>/<repository>:<git-sha>.
+	// Image repository under the registry; images are tagged <registry>/<repository>:<git-sha>
+	// (default: modelship/<model name>).
 	//
 	// +optional
-	// +default="modelship/digits"
 	imageRepository string,
 	// Deploy target: a Docker engine socket, e.g. /var/run/docker.sock.
 	//
@@ -142,8 +166,14 @@ func New(
 	if err := checkTarget(dockerSocket, dockerHost, kubeconfig); err != nil {
 		return nil, err
 	}
+	proj, err := readProject(ctx, source, modelName)
+	if err != nil {
+		return nil, err
+	}
 	return &Modelship{
-		Source: source, Environment: environment, ModelName: modelName, ImageRepository: imageRepository,
+		Source: source, Environment: environment, ModelName: proj.model, ImageRepository: or(imageRepository, "modelship/"+proj.model),
+		Task: proj.task, Server: proj.serving.Server, Dockerfile: proj.serving.Dockerfile, BuildDir: proj.serving.Context,
+		Port: proj.serving.Port, HealthPath: proj.serving.HealthPath, Fixture: proj.fixture, Baseline: proj.baseline, SmokeSample: proj.sample, Seed: proj.seed,
 		DockerSocket: dockerSocket, DockerHost: dockerHost, Kubeconfig: kubeconfig, Namespace: namespace, Publish: publish,
 		// The embedded store's; WithStorage sets a real one's.
 		StorageRegion: defaultRegion, ModelsBucket: defaultModelsBucket, StateBucket: defaultStateBucket,

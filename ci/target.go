@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
@@ -117,7 +118,8 @@ func (m *Modelship) Deploy(
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version}
+	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version,
+		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha

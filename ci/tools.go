@@ -15,7 +15,8 @@ const (
 	embeddedS3       = "http://minio:9000"
 )
 
-// goEnv is the Go toolchain with the source and shared module and build caches.
+// goEnv is the Go toolchain with the project's source and shared module and build caches: for
+// the checks of a Go project (lint, unit-test, scan), modelship's own among them.
 func (m *Modelship) goEnv() *dagger.Container {
 	return m.goEnvOf(m.Source)
 }
@@ -39,11 +40,12 @@ v="src-$(find . -type f ! -path './.git/*' | LC_ALL=C sort | xargs sha256sum | s
 go build -ldflags "-X main.version=$v" -o /out/ "$@"`, "build"}, pkgs...))
 }
 
-// cliSource is what the CLI is built from: its own packages and the ones they import, without
-// tests and without the server (it speaks to servers through serving/oip). A change anywhere
-// else (the server, tests, docs) leaves the CLI, and the model pulls made with it, cached.
+// cliSource is what the CLI is built from, of the module's own source: its own packages and the
+// ones they import, without tests and without the server (it speaks to servers through
+// serving/oip). A change anywhere else (the server, tests, docs, the project) leaves the CLI,
+// and the model pulls made with it, cached.
 func (m *Modelship) cliSource() *dagger.Directory {
-	return m.Source.Filter(dagger.DirectoryFilterOpts{
+	return moduleRoot().Filter(dagger.DirectoryFilterOpts{
 		Include: []string{"go.mod", "go.sum", "cmd/modelship/", "internal/", "serving/oip/"},
 		Exclude: []string{"**/*_test.go", "**/testdata/", "internal/testenv/"},
 	})
@@ -54,20 +56,20 @@ func (m *Modelship) cli() *dagger.File {
 	return versioned(m.goEnvOf(m.cliSource()), "./cmd/modelship").File("/out/modelship")
 }
 
-// Tools builds the modelship CLI, the model server and gotestsum from source. The binaries
-// report the digest of the source they were built from as their version.
+// Tools builds the modelship CLI, the model server and gotestsum from the module's own source.
+// The binaries report the digest of the source they were built from as their version.
 func (m *Modelship) Tools() *dagger.Directory {
-	return versioned(m.goEnv(), "./serving/cmd/model-server").
+	return versioned(m.goEnvOf(moduleRoot()), "./serving/cmd/model-server").
 		WithEnvVariable("GOBIN", "/out").
 		WithExec([]string{"go", "install", gotestsumPkg}).
 		Directory("/out").
 		WithFile("modelship", m.cli())
 }
 
-// tooled is the Go toolchain with the built binaries on PATH and no storage: for what needs
-// the CLI but neither the registry nor the state.
+// tooled is the Go toolchain in the module's own source (where the gate's tests are), with the
+// built binaries on PATH and no storage: for what needs the CLI but neither registry nor state.
 func (m *Modelship) tooled() *dagger.Container {
-	return m.goEnv().WithDirectory("/usr/local/bin", m.Tools())
+	return m.goEnvOf(moduleRoot()).WithDirectory("/usr/local/bin", m.Tools())
 }
 
 // storage is where the registry and the state live, and the service to bind when embedded.
@@ -95,10 +97,10 @@ func (m *Modelship) Cli() *dagger.Container {
 	return m.withStore(m.tooled())
 }
 
-// registryCli is the CLI with the store and, of the source, only what its registry commands
-// read (the reference model an empty store is seeded with, modelship.json): a model pulled with
-// it is pulled again only when the model, the store or the CLI changes, never for a code change
-// elsewhere.
+// registryCli is the CLI with the store and, of the project, only what its registry commands
+// read (modelship.json, and the reference model an empty embedded store is seeded with): a model
+// pulled with it is pulled again only when the model, the store or the CLI changes, never for a
+// code change elsewhere.
 func (m *Modelship) registryCli() *dagger.Container {
 	return m.withStore(dag.Container().
 		From(m.GoImage).
@@ -128,11 +130,13 @@ func (m *Modelship) withStore(c *dagger.Container) *dagger.Container {
 		c = c.WithSecretVariable("MODELSHIP_WEBHOOK_URL", m.WebhookURL)
 	}
 	if svc != nil {
+		c = c.WithServiceBinding("minio", svc)
+	}
+	if svc != nil && m.Seed {
 		// The embedded store starts empty: give it the reference model (a no-op once there).
 		// Not fresh: every exec chained after a fresh one would miss the cache too.
-		c = c.WithServiceBinding("minio", svc).
-			WithExec([]string{"modelship", "model", "push", pipeline.ReferenceModelFile, "--name", m.ModelName,
-				"--version", pipeline.ReferenceModelVersion, "--git-sha", pipeline.ReferenceGitSHA})
+		c = c.WithExec([]string{"modelship", "model", "push", srcDir + "/" + pipeline.ReferenceModelFile, "--name", m.ModelName,
+			"--version", pipeline.ReferenceModelVersion, "--git-sha", pipeline.ReferenceGitSHA})
 	}
 	return c
 }

@@ -55,7 +55,7 @@ chain() {
 
 # call NAME WANT ARGS...: runs `dagger call ARGS...` (with the image settings), WANT pass or
 # fail; leaves stdout+stderr in $OUT and the seconds taken in $SECS, and records the row.
-# VERB=check makes it `dagger check ARGS...`.
+# VERB=check makes it `dagger check ARGS...`; IN=DIR runs it from DIR.
 OUT=""
 SECS=0
 call() {
@@ -67,7 +67,7 @@ call() {
     dagger --progress=plain check "$@" >"$log" 2>&1
   else
     chain "$@"
-    dagger --progress=plain call "${CHAIN[@]}" >"$log" 2>&1
+    (cd "${IN:-.}" && dagger --progress=plain call "${CHAIN[@]}") >"$log" 2>&1
   fi
   code=$?
   SECS=$(echo "$(date +%s.%N) - $start" | bc | xargs printf '%.1f')
@@ -250,7 +250,7 @@ EOF
 git -C "$code_only" add serving/e2e_marker.go
 git -C "$code_only" -c user.name=e2e -c user.email=e2e@localhost commit -qm "e2e: a code-only change"
 CODE_SHA=$(git -C "$code_only" rev-parse HEAD)
-call "code-only: build-image of the changed source" pass --source="$code_only" with-registry --address="$EXT_REGISTRY" build-image --git-sha="$CODE_SHA" output
+call "code-only: build-image of the changed source" pass --mod="$code_only" --source="$code_only" with-registry --address="$EXT_REGISTRY" build-image --git-sha="$CODE_SHA" output
 accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
 layers() { curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'; }
 layers "$HEAD" >"$WORK/layers-a"
@@ -266,6 +266,39 @@ check "code-only: the model layer is found" test -n "$model_layer"
 check "code-only: 0 model bytes pushed (model layer shared)" grep -q -F "$model_layer" "$WORK/layers-b"
 record "code-only: bytes of new layers pushed" ok - "$new_bytes bytes (the binary's layer)"
 git worktree remove --force "$code_only"
+
+# --- Any team's model: the examples, and a repository that is only a config, data and a model ---
+REPO=$(pwd)
+EX_SHA=0000000000000000000000000000000000e2e0b1
+wine=(--source=examples/wine-classifier)
+call "wine example: push-model" pass "${wine[@]}" push-model --file=examples/wine-classifier/model/wine.onnx --version=1.0.0 --git-sha="$EX_SHA"
+call "wine example: test-quality" pass "${wine[@]}" test-quality --git-sha="$EX_SHA" entries
+diabetes=(--source=examples/diabetes-regression)
+call "diabetes example: push-model" pass "${diabetes[@]}" push-model --file=examples/diabetes-regression/model/diabetes.onnx --version=1.0.0 --git-sha="$EX_SHA"
+call "diabetes example: gate through its own Dockerfile" pass "${diabetes[@]}" quality-reports --git-sha="$EX_SHA" export --path="$WORK/diabetes-reports"
+check "diabetes: passed on MAE, RMSE and R²" jq -e '.passed and .metrics.r2 > 0.3 and ([.checks[].name] | index("rmse") != null)' "$WORK/diabetes-reports/quality-report.json"
+check "diabetes: gated on its own server (port 8080)" test "$(jq -r .model.source "$WORK/diabetes-reports/quality-report.json")" = http://candidate:8080
+
+outside="$WORK/outside"
+mkdir -p "$outside/fixtures" "$outside/model"
+cp examples/wine-classifier/modelship.json examples/wine-classifier/model_baseline.json "$outside/"
+cp examples/wine-classifier/fixtures/validation.json "$outside/fixtures/"
+cp examples/wine-classifier/model/wine.onnx "$outside/model/"
+jq '.max_regression.accuracy = 0.05' examples/wine-classifier/model_baseline.json >"$outside/model_baseline.json"
+go run ./cmd/train-examples -wine-epochs 5 -out "$WORK/retrained" >"$WORK/retrained.log" 2>&1
+OUT_SHA0=0000000000000000000000000000000000e2e0c0
+OUT_SHA1=0000000000000000000000000000000000e2e0c1
+outside_deploy=(--environment="e2e-outside-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8030)
+IN=$outside call "outside repo: push-model 1.0.0 (-m modelship)" pass --mod="$REPO" --source=. push-model --file=model/wine.onnx --version=1.0.0 --git-sha="$OUT_SHA0"
+IN=$outside call "outside repo: promote-baseline 1.0.0" pass --mod="$REPO" --source=. promote-baseline --git-sha="$OUT_SHA0" --by=e2e export --path=model_baseline.json
+check "outside repo: production 1.0.0 recorded" test "$(jq -r .production.version "$outside/model_baseline.json")" = 1.0.0
+IN=$outside call "outside repo: push the retrained 1.1.0" pass --mod="$REPO" --source=. push-model --file="$WORK/retrained/wine-classifier/model/wine.onnx" --version=1.1.0 --git-sha="$OUT_SHA1"
+IN=$outside call "outside repo: ship 1.1.0 (gate, build, deploy)" pass --mod="$REPO" --source=. "${outside_deploy[@]}" ship --git-sha="$OUT_SHA1"
+check "outside repo: wine@1.1.0 serves" test "$(curl -sf http://127.0.0.1:8030/v2/models/wine | jq -r '.versions[0]')" = 1.1.0
+IN=$outside call "outside repo: quality-reports of 1.1.0" pass --mod="$REPO" --source=. quality-reports --git-sha="$OUT_SHA1" export --path="$WORK/outside-reports"
+check "outside repo: the report diffs against production" grep -q "Against production" "$WORK/outside-reports/quality-report.md"
+check "outside repo: and lists the flips" jq -e '.diff.production.version == "1.0.0" and .diff.flips > 0' "$WORK/outside-reports/quality-report.json"
+cp "$WORK/outside-reports/quality-report.md" "$WORK/outside-report.md"
 
 # --- The table ------------------------------------------------------------------------------
 printf '\nmodelship e2e on %s, %s\n' "$ENGINE" "$(date -u +%Y-%m-%dT%H:%MZ)"

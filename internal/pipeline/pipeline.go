@@ -16,6 +16,7 @@ const DeployBranch = "main"
 // The reference model as the repository ships it and model_baseline.json names it in
 // production: what an empty, embedded registry is seeded with.
 const (
+	ReferenceModelName    = "digits"
 	ReferenceModelFile    = "models/digits-reference.onnx"
 	ReferenceModelVersion = "1.0.0"
 	ReferenceGitSHA       = "ca08f38ff66cd48f483fdf4c2f2da9265f4fb98e"
