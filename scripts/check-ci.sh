@@ -22,4 +22,7 @@ branch_jobs=$(list_jobs --variable CI_COMMIT_BRANCH=feature-x --ignore-predefine
 [[ " $branch_jobs " != *" deploy "* ]] || { echo "check-ci: deploy must not run on a feature branch" >&2; exit 1; }
 schedule_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=schedule --ignore-predefined-vars CI_PIPELINE_SOURCE)
 [[ "$schedule_jobs" == "evaluate-production " ]] || { echo "check-ci: a scheduled pipeline must run only evaluate-production (got: $schedule_jobs)" >&2; exit 1; }
+mr_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=merge_request_event --ignore-predefined-vars CI_PIPELINE_SOURCE)
+[[ " $mr_jobs " == *" report-note "* ]] || { echo "check-ci: a merge-request pipeline must post the report note (got: $mr_jobs)" >&2; exit 1; }
+[[ " $jobs " != *" report-note "* ]] || { echo "check-ci: the report note is for merge requests only" >&2; exit 1; }
 echo "check-ci: ok ($jobs; scheduled: $schedule_jobs)" >&2

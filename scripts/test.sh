@@ -160,6 +160,16 @@ log "the Dagger module's own tests (JUnit: $RESULTS_DIR/junit-ci.xml)"
 results=$(cd "$RESULTS_DIR" && pwd)
 (cd ci && gotestsum --junitfile "$results/junit-ci.xml" --format testname -- -count=1 ./...)
 
+log "the example projects through the CLI gate (reports in $RESULTS_DIR/examples/)"
+for project in examples/*/; do
+  models=("$project"model/*.onnx)
+  MODELSHIP_PROJECT=$project MODELSHIP_MODEL_FILE=${models[0]} MODELSHIP_REPORT_DIR="$results/examples/$(basename "$project")" \
+    bash scripts/gate.sh
+done
+log "the diabetes example's own server, a Go module of its own (JUnit: $RESULTS_DIR/junit-example-server.xml)"
+(cd examples/diabetes-regression/server && go vet ./... &&
+  gotestsum --junitfile "$results/junit-example-server.xml" --format testname -- -race -count=1 ./...)
+
 log "fuzzing the inference request decoder for $FUZZTIME"
 go test -run '^$' -fuzz '^FuzzDecodeInferRequest$' -fuzztime "$FUZZTIME" ./serving
 

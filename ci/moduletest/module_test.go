@@ -241,22 +241,10 @@ func TestTheCommittedBindingsMatchTheEngineInDaggerJSON(t *testing.T) {
 
 // The engine uploads only the root module's files dagger.json includes; a package of the root
 // module the ci module needs but the include lacks builds here and fails on every engine. The
-// include stays short by the rule that ci/ imports only the root's dependency-free packages.
+// include uploads modelship's own source, which the module builds its tools from, and leaves
+// out the root's tests and test harness.
 func TestTheModuleUploadsEveryRootPackageItBuildsWith(t *testing.T) {
-	raw, err := os.ReadFile("../../dagger.json")
-	require.NoError(t, err)
-	var cfg struct {
-		Include []string `json:"include"`
-	}
-	require.NoError(t, json.Unmarshal(raw, &cfg))
-	uploaded := func(dir string) bool {
-		for _, inc := range cfg.Include {
-			if dir == inc || strings.HasPrefix(dir, strings.TrimSuffix(inc, "/")+"/") {
-				return true
-			}
-		}
-		return false
-	}
+	uploaded := includeMatcher(t)
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Module.Path}}{{end}}", "..").Output()
 	require.NoError(t, err, "go list the ci module's dependencies")
 	const root = "github.com/modelship/modelship"
@@ -282,4 +270,54 @@ func TestTheModuleUploadsEveryRootPackageItBuildsWith(t *testing.T) {
 	}
 	assert.Contains(t, used, root+"/internal/registry/manifest", "the module reads `model resolve` through the CLI's type")
 	assert.Contains(t, used, root+"/internal/deploystate", "the module reads `state show` through the CLI's type")
+}
+
+// includeMatcher reads dagger.json's include as the engine applies it: in order, the last
+// pattern that matches a path decides, and a "!" pattern leaves the path out.
+func includeMatcher(t *testing.T) func(path string) bool {
+	raw, err := os.ReadFile("../../dagger.json")
+	require.NoError(t, err)
+	var cfg struct {
+		Include []string `json:"include"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	matches := func(pattern, p string) bool {
+		if rest, ok := strings.CutPrefix(pattern, "**/"); ok {
+			for _, part := range strings.Split(p, "/") {
+				if ok, _ := filepath.Match(strings.TrimSuffix(rest, "/"), part); ok {
+					return true
+				}
+			}
+			return false
+		}
+		if strings.Contains(pattern, "**/") {
+			dir, file, _ := strings.Cut(pattern, "**/")
+			ok, _ := filepath.Match(file, filepath.Base(p))
+			return strings.HasPrefix(p, dir) && ok
+		}
+		return p == pattern || strings.HasPrefix(p, strings.TrimSuffix(pattern, "/")+"/")
+	}
+	return func(p string) bool {
+		in := false
+		for _, inc := range cfg.Include {
+			pattern, out := strings.CutPrefix(inc, "!")
+			if matches(pattern, p) {
+				in = !out
+			}
+		}
+		return in
+	}
+}
+
+// What the module builds its tools from is uploaded, tests and the test harness are not, and
+// the module's own tests are: the engine's go mod tidy must see what they import.
+func TestTheIncludeUploadsTheToolsAndNotTheTests(t *testing.T) {
+	uploaded := includeMatcher(t)
+	for _, p := range []string{"cmd/modelship/main.go", "serving/cmd/model-server/main.go", "serving/Dockerfile", "internal/gate/gate.go",
+		"tests/quality_test.go", "scripts/gate.sh", "models/digits-reference.onnx", "ci/moduletest/module_test.go"} {
+		assert.True(t, uploaded(p), "dagger.json's include must upload %s", p)
+	}
+	for _, p := range []string{"internal/gate/quality_test.go", "internal/testenv/minio.go", "serving/testdata/x", "examples/wine-classifier/modelship.json", "docs/x.md"} {
+		assert.False(t, uploaded(p), "dagger.json's include need not upload %s", p)
+	}
 }
