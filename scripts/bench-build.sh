@@ -32,7 +32,7 @@ commit() {
   git -C "$tree" -c user.name=bench -c user.email=bench@localhost commit -qam "$1"
   git -C "$tree" rev-parse HEAD
 }
-build_image() { dagger call --source="$tree" with-registry --address="$REG" build-image --git-sha="$1" ${2:+--model-version="$2"} output; }
+build_image() { dagger call --mod="$tree" --source="$tree" with-registry --address="$REG" build-image --git-sha="$1" ${2:+--model-version="$2"} output; }
 # The peer builds what a user of the legacy builder builds: the Dockerfile without its cache
 # mounts, as its own comment says.
 peer() {
@@ -90,7 +90,7 @@ done
 # A model-only change: another model version (the weak model, pushed to the store the module
 # uses), the same code.
 version="1.0.1-bench$RUN"
-dagger call --source="$tree" cli with-exec --args=modelship,model,push,models/digits-weak.onnx,--name,digits,--version,"$version",--git-sha,"$sha" stdout >>"$WORK/bench.log" 2>&1
+dagger call --mod="$tree" --source="$tree" push-model --file="$tree/models/digits-weak.onnx" --version="$version" --git-sha="$sha" >>"$WORK/bench.log" 2>&1
 t_dagger=$(secs build_image "$sha" "$version")
 t_peer=$(secs peer model models/digits-weak.onnx)
 layers "$sha" >"$WORK/layers-model"
@@ -126,13 +126,13 @@ large() {
   sample idle & sampler=$!; sleep 5; kill "$sampler"
   sample build & sampler=$!
   local t1 t2
-  t1=$(secs dagger call --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha" --model-version="$version" output)
+  t1=$(secs dagger call --mod="$tree" --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha" --model-version="$version" output)
   kill "$sampler"
   layers "$sha" >"$WORK/layers-large-1"
   sed -i "s/\"listening (bench [0-9-]*)\"/\"listening (bench $RUN-large)\"/" "$tree/serving/server.go"
   local sha2
   sha2=$(commit "bench: code-only change with the large model")
-  t2=$(secs dagger call --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha2" --model-version="$version" output)
+  t2=$(secs dagger call --mod="$tree" --source="$tree" "${storage[@]}" with-registry --address="$REG" build-image --git-sha="$sha2" --model-version="$version" output)
   layers "$sha2" >"$WORK/layers-large-2"
   peak=$(sort -n "$WORK/mem-build" | tail -1)
   row "large model ($gib GiB) first build" "$t1" "-" "-" "$(pushed "$prev" "$WORK/layers-large-1"); model push from the host $t_push s; engine resident memory $(sort -n "$WORK/mem-idle" | tail -1) MiB idle, $peak MiB at most while building"

@@ -123,8 +123,8 @@ if [[ -n "${E2E_S3_ENDPOINT:-}" ]]; then
   bucket="e2e-$RUN"
   storage=(with-storage --endpoint="$E2E_S3_ENDPOINT" --access-key=env://E2E_S3_ACCESS_KEY
     --secret-key=env://E2E_S3_SECRET_KEY --models-bucket="$bucket-models" --state-bucket="$bucket-state")
-  call "with-storage: push the reference model to an outside S3" pass "${storage[@]}" cli with-exec \
-    --args="modelship,model,push,models/digits-reference.onnx,--name,digits,--version,1.0.0,--git-sha,$HEAD" stdout
+  call "with-storage: push the reference model to an outside S3" pass "${storage[@]}" \
+    push-model --file=models/digits-reference.onnx --version=1.0.0 --git-sha="$HEAD"
   call "with-storage: test-quality against it" pass "${storage[@]}" test-quality --git-sha="$HEAD"
   call "with-storage: state of an empty state bucket" fail "${storage[@]}" state
   check "with-storage: says nothing was deployed" has "$OUT" "does not exist yet"
@@ -206,8 +206,8 @@ check "the error carries the CLI's stderr" has "$OUT" "version 7.7.7 is not in"
 
 # --- The weak model: the gate fails, a rollback follows, the old version keeps serving ---------
 weak=(--environment="e2e-weak-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8010)
-call "weak: push the weak model from a commit" pass cli with-exec \
-  --args=modelship,model,push,models/digits-weak.onnx,--name,digits,--version,0.9.0-weak,--git-sha,$WEAK_SHA stdout
+call "weak: push the weak model from a commit" pass \
+  push-model --file=models/digits-weak.onnx --version=0.9.0-weak --git-sha="$WEAK_SHA"
 call "weak: ship a good release first" pass "${weak[@]}" ship --git-sha="$HEAD"
 call "weak: ship the weak model" fail "${weak[@]}" ship --git-sha="$WEAK_SHA"
 check "weak: the gate failed" has "$OUT" "test-quality: FAILED"
