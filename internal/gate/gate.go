@@ -191,6 +191,9 @@ func productionDiff(ctx context.Context, cfg Config, b *Baseline, fx *dataset.Fi
 	switch {
 	case cfg.ProductionURL != "":
 		client = oip.NewClient(cfg.ProductionURL)
+		if meta, err := client.Metadata(ctx, candID.Name); err == nil && len(meta.Versions) > 0 {
+			prodID.Version = meta.Versions[0]
+		}
 	case b.Production == nil:
 		return skipped("the baseline records no production model yet (modelship baseline promote records one)")
 	case b.Production.Version == candID.Version && candID.Version != "":
