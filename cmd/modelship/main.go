@@ -21,6 +21,7 @@ import (
 	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/ml/inference"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
+	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry"
 )
 
@@ -41,18 +42,43 @@ const (
 	exitUnverified  = 9
 )
 
-const exitCodesHelp = `Exit codes:
-  0  success
-  1  failure not covered below
-  2  usage error: a bad flag, name, version, SHA or environment
-  3  not found: no such model, version, commit, image or deploy state
-  4  integrity failure: sha256 mismatch, corrupt manifest, deploy_state.json or baseline
-  5  conflict: the version exists with other bytes, or the state kept changing
-  6  halted: the environment is halted; a person must run 'modelship state resume'
-  7  unreachable: the S3 endpoint or the Docker engine did not answer
-  8  refused: deploys run only for the main branch
-  9  verification failed: the new server never got ready or failed its smoke inference;
-     the previous one keeps serving`
+// exitMeanings is the one list of what each exit code means: --help renders it, and a test
+// keeps the README's table equal to exitCodesMarkdown.
+var exitMeanings = []struct {
+	code    int
+	meaning string
+}{
+	{exitOK, "success"},
+	{exitFailure, "failure not covered below"},
+	{exitUsage, "usage error: a bad flag, name, version, SHA, environment or project file"},
+	{exitNotFound, "not found: no such model, version, commit, image or deploy state"},
+	{exitIntegrity, "integrity failure: sha256 mismatch, corrupt manifest, `deploy_state.json` or baseline, stale state"},
+	{exitConflict, "conflict: the version exists with other bytes, or the state kept changing"},
+	{exitHalted, "halted: a person must run `modelship state resume`"},
+	{exitUnreachable, "unreachable: the S3 endpoint or the Docker engine did not answer"},
+	{exitRefused, "refused: deploys run only for `main`; the release's model name or version disagrees with its image; nothing earlier to roll back to"},
+	{exitUnverified, "verification failed: the new server never got ready or failed its smoke inference; the previous one keeps serving"},
+}
+
+// exitCodesHelp is the list as --help shows it.
+func exitCodesHelp() string {
+	var b strings.Builder
+	b.WriteString("Exit codes:")
+	for _, e := range exitMeanings {
+		fmt.Fprintf(&b, "\n  %d  %s", e.code, strings.ReplaceAll(e.meaning, "`", "'"))
+	}
+	return b.String()
+}
+
+// exitCodesMarkdown is the list as the README's table.
+func exitCodesMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| code | meaning |\n|---|---|\n")
+	for _, e := range exitMeanings {
+		fmt.Fprintf(&b, "| %d | %s |\n", e.code, e.meaning)
+	}
+	return b.String()
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -97,7 +123,8 @@ func exitCode(err error) int {
 	var usage usageError
 	switch {
 	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput),
-		errors.Is(err, inference.ErrInvalidModel), errors.Is(err, deploy.ErrNoSmokeInput), errors.Is(err, kubernetes.ErrCannotSmoke):
+		errors.Is(err, inference.ErrInvalidModel), errors.Is(err, deploy.ErrNoSmokeInput), errors.Is(err, kubernetes.ErrCannotSmoke),
+		errors.Is(err, project.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
@@ -134,7 +161,7 @@ AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Credentials are read from the envir
 and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS unless
 --s3-plain-http is given.
 
-` + exitCodesHelp,
+` + exitCodesHelp(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
