@@ -155,7 +155,8 @@ func (m *Modelship) Rollback(
 	if err != nil {
 		return nil, err
 	}
-	return runStage(ctx, "roll "+m.Environment+" back", c, []string{"modelship", "rollback", "--reason", reason, "--to", to})
+	return runStage(ctx, "roll "+m.Environment+" back", c, []string{"modelship", "rollback", "--reason", reason, "--to", to,
+		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath})
 }
 
 // State prints the environment's deploy_state.json, validated, as it is now.
