@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/mlp"
 )
@@ -133,7 +134,8 @@ func evaluateDiabetes(model *linearModel, validation []dataset.Sample) *Regressi
 		targets[i] = s.Target
 		report.Predictions = append(report.Predictions, model.predict(s.Features))
 	}
-	report.MAE, report.RMSE, report.R2 = regressionMetrics(targets, report.Predictions)
+	m := (&gate.Evaluation{Task: dataset.TaskRegression, Samples: len(targets), Values: report.Predictions, Targets: targets}).Metrics()
+	report.MAE, report.RMSE, report.R2 = m.MAE, m.RMSE, m.R2
 	return report
 }
 

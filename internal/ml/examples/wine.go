@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/mlp"
 )
@@ -110,14 +111,22 @@ func trainWine(train []dataset.Sample, epochs int) (*wineModel, error) {
 
 func evaluateWine(model *wineModel, validation []dataset.Sample) *ClassificationReport {
 	report := &ClassificationReport{ValidationSamples: len(validation)}
-	labels := make([]int, len(validation))
-	predicted := make([]int, len(validation))
-	for i, s := range validation {
+	// The gate's own metrics, so the numbers here are the ones a gate run reports.
+	ev := &gate.Evaluation{Task: dataset.TaskClassification, Samples: len(validation), Confusion: make([][]int, WineClasses)}
+	for c := range ev.Confusion {
+		ev.Confusion[c] = make([]int, WineClasses)
+	}
+	for _, s := range validation {
 		p := model.predict(s.Features)
 		report.Probabilities = append(report.Probabilities, p)
-		labels[i], predicted[i] = s.Label, mlp.Argmax(p)
+		predicted := mlp.Argmax(p)
+		ev.Confusion[s.Label][predicted]++
+		if predicted == s.Label {
+			ev.Correct++
+		}
 	}
-	report.Accuracy, report.Recall, report.MacroF1 = classificationMetrics(labels, predicted, WineClasses)
+	m := ev.Metrics()
+	report.Accuracy, report.Recall, report.MacroF1 = m.Accuracy, m.PerClassRecall, m.MacroF1
 	return report
 }
 
