@@ -62,6 +62,7 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 func (r Modelship) MarshalJSON() ([]byte, error) {
 	var concrete struct {
 		Source              *dagger.Directory
+		Toolchain           *dagger.Directory
 		StorageEndpoint     string
 		StorageAccessKey    *dagger.Secret
 		StorageSecretKey    *dagger.Secret
@@ -103,6 +104,7 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		Seed                bool
 	}
 	concrete.Source = r.Source
+	concrete.Toolchain = r.Toolchain
 	concrete.StorageEndpoint = r.StorageEndpoint
 	concrete.StorageAccessKey = r.StorageAccessKey
 	concrete.StorageSecretKey = r.StorageSecretKey
@@ -148,6 +150,7 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
 		Source              *dagger.Directory
+		Toolchain           *dagger.Directory
 		StorageEndpoint     string
 		StorageAccessKey    *dagger.Secret
 		StorageSecretKey    *dagger.Secret
@@ -193,6 +196,7 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		return err
 	}
 	r.Source = concrete.Source
+	r.Toolchain = concrete.Toolchain
 	r.StorageEndpoint = concrete.StorageEndpoint
 	r.StorageAccessKey = concrete.StorageAccessKey
 	r.StorageSecretKey = concrete.StorageSecretKey
@@ -896,6 +900,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
 				}
 			}
+			var toolchain *dagger.Directory
+			if inputArgs["toolchain"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["toolchain"]), &toolchain)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg toolchain", err))
+				}
+			}
 			var environment string
 			if inputArgs["environment"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["environment"]), &environment)
@@ -952,7 +963,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg publish", err))
 				}
 			}
-			return New(ctx, source, environment, modelName, imageRepository, dockerSocket, dockerHost, kubeconfig, namespace, publish)
+			return New(ctx, source, toolchain, environment, modelName, imageRepository, dockerSocket, dockerHost, kubeconfig, namespace, publish)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

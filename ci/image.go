@@ -64,7 +64,7 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 // says, and nothing more: the engine checksums every file of a build's context on each change
 // to it, and the tests and their corpora are most of the files.
 func (m *Modelship) buildContext() *dagger.Directory {
-	return moduleRoot().Filter(dagger.DirectoryFilterOpts{
+	return m.toolSource().Filter(dagger.DirectoryFilterOpts{
 		Include: []string{"go.mod", "go.sum", "internal/", "serving/"},
 		Exclude: []string{"**/*_test.go", "**/testdata/"},
 	})

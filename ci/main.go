@@ -34,6 +34,8 @@ type Modelship struct {
 	// +private
 	Source *dagger.Directory
 	// +private
+	Toolchain *dagger.Directory
+	// +private
 	StorageEndpoint string
 	// +private
 	StorageAccessKey *dagger.Secret
@@ -124,6 +126,15 @@ func New(
 	// +defaultPath="/"
 	// +ignore=["**/.git", "ci", "docs", "reports", "test-results", "**/*.test"]
 	source *dagger.Directory,
+	// modelship's own source, which the CLI, the model server, the quality gate and
+	// serving/Dockerfile are built from. Leave it out: it is the module's own repository wherever
+	// the module is called from. (Loaded as a directory, not through the module's source,
+	// because only a loaded directory is keyed by its content: a build keyed by the module's
+	// source would run again for any change to any file of it.)
+	//
+	// +defaultPath="/"
+	// +ignore=["**/.git", "ci", "docs", "reports", "test-results", "**/*.test", "examples", "data"]
+	toolchain *dagger.Directory,
 	// Environment deployed to and recorded in deploy_state.json.
 	//
 	// +optional
@@ -171,7 +182,7 @@ func New(
 		return nil, err
 	}
 	return &Modelship{
-		Source: source, Environment: environment, ModelName: proj.model, ImageRepository: or(imageRepository, "modelship/"+proj.model),
+		Source: source, Toolchain: toolchain, Environment: environment, ModelName: proj.model, ImageRepository: or(imageRepository, "modelship/"+proj.model),
 		Task: proj.task, Server: proj.serving.Server, Dockerfile: proj.serving.Dockerfile, BuildDir: proj.serving.Context,
 		Port: proj.serving.Port, HealthPath: proj.serving.HealthPath, Fixture: proj.fixture, Baseline: proj.baseline, SmokeSample: proj.sample, Seed: proj.seed,
 		DockerSocket: dockerSocket, DockerHost: dockerHost, Kubeconfig: kubeconfig, Namespace: namespace, Publish: publish,

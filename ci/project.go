@@ -18,11 +18,16 @@ func (m *Modelship) gateInputs() *dagger.Directory {
 	return m.Source.Filter(dagger.DirectoryFilterOpts{Include: []string{project.FileName, m.Fixture, m.Baseline}})
 }
 
-// moduleRoot is modelship's own source, whichever project the module runs for: the CLI, the
+// toolSource is modelship's own source, whichever project the module runs for: the CLI, the
 // server, the gate and serving/Dockerfile come from here, never from the project, so a
-// repository that installs the module needs no Go and none of modelship's files.
-func moduleRoot() *dagger.Directory {
-	return dag.CurrentModule().Source().Directory("..")
+// repository that installs the module needs no Go and none of modelship's files. Only what the
+// tools are built from: the root's tests and test harness stay out, so editing them rebuilds
+// nothing.
+func (m *Modelship) toolSource() *dagger.Directory {
+	return m.Toolchain.Filter(dagger.DirectoryFilterOpts{
+		Include: []string{"go.mod", "go.sum", "cmd/modelship/", "internal/", "serving/", "tests/", "scripts/gate.sh", "scripts/tools.sh", pipeline.ReferenceModelFile},
+		Exclude: []string{"internal/**/*_test.go", "serving/**/*_test.go", "cmd/**/*_test.go", "**/testdata/", "internal/testenv/"},
+	})
 }
 
 // settings is what the project's modelship.json says, with its defaults filled in.

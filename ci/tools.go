@@ -45,7 +45,7 @@ go build -ldflags "-X main.version=$v" -o /out/ "$@"`, "build"}, pkgs...))
 // serving/oip). A change anywhere else (the server, tests, docs, the project) leaves the CLI,
 // and the model pulls made with it, cached.
 func (m *Modelship) cliSource() *dagger.Directory {
-	return moduleRoot().Filter(dagger.DirectoryFilterOpts{
+	return m.toolSource().Filter(dagger.DirectoryFilterOpts{
 		Include: []string{"go.mod", "go.sum", "cmd/modelship/", "internal/", "serving/oip/"},
 		Exclude: []string{"**/*_test.go", "**/testdata/", "internal/testenv/"},
 	})
@@ -59,7 +59,7 @@ func (m *Modelship) cli() *dagger.File {
 // Tools builds the modelship CLI, the model server and gotestsum from the module's own source.
 // The binaries report the digest of the source they were built from as their version.
 func (m *Modelship) Tools() *dagger.Directory {
-	return versioned(m.goEnvOf(moduleRoot()), "./serving/cmd/model-server").
+	return versioned(m.goEnvOf(m.toolSource()), "./serving/cmd/model-server").
 		WithEnvVariable("GOBIN", "/out").
 		WithExec([]string{"go", "install", gotestsumPkg}).
 		Directory("/out").
@@ -69,7 +69,7 @@ func (m *Modelship) Tools() *dagger.Directory {
 // tooled is the Go toolchain in the module's own source (where the gate's tests are), with the
 // built binaries on PATH and no storage: for what needs the CLI but neither registry nor state.
 func (m *Modelship) tooled() *dagger.Container {
-	return m.goEnvOf(moduleRoot()).WithDirectory("/usr/local/bin", m.Tools())
+	return m.goEnvOf(m.toolSource()).WithDirectory("/usr/local/bin", m.Tools())
 }
 
 // storage is where the registry and the state live, and the service to bind when embedded.
