@@ -1,7 +1,6 @@
 package examples_test
 
 import (
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/ml/examples"
 	"github.com/modelship/modelship/internal/ml/inference"
@@ -92,37 +92,29 @@ func TestShippedDiabetesModelMatchesTheGoModel(t *testing.T) {
 	t.Logf("largest ONNX-vs-Go prediction difference: %.2g", worst)
 }
 
-// The baselines are written by hand; their floors must hold for the shipped models, or the
-// examples' own quality gate would fail.
+// The baselines are written by hand; the gate's own checks against them must pass for the
+// shipped models, or the examples' quality gate would fail.
 func TestShippedBaselinesAreMetByTheModels(t *testing.T) {
 	report, _ := generate(t)
-	var wine struct {
-		Model, Task string
-		Floors      struct {
-			Accuracy       float64 `json:"accuracy"`
-			PerClassRecall float64 `json:"per_class_recall"`
-			MacroF1        float64 `json:"macro_f1"`
+	w, d := report.Wine, report.Diabetes
+	for _, ex := range []struct {
+		baseline, model, task string
+		metrics               gate.Metrics
+	}{
+		{"examples/wine-classifier/model_baseline.json", "wine", dataset.TaskClassification, gate.Metrics{Task: dataset.TaskClassification,
+			Accuracy: w.Accuracy, PerClassRecall: w.Recall, MinClassRecall: slices.Min(w.Recall), MacroF1: w.MacroF1}},
+		{"examples/diabetes-regression/model_baseline.json", "diabetes", dataset.TaskRegression, gate.Metrics{Task: dataset.TaskRegression,
+			MAE: d.MAE, RMSE: d.RMSE, R2: d.R2}},
+	} {
+		b, err := gate.LoadBaseline(projectpath.Join(t, ex.baseline))
+		require.NoError(t, err)
+		assert.Equal(t, []string{ex.model, ex.task}, []string{b.Model, b.TaskOf()})
+		checks := gate.Checks(ex.metrics, b)
+		require.Greater(t, len(checks), 1, "%s: the baseline sets floors beyond latency", ex.baseline)
+		for _, c := range checks {
+			assert.True(t, c.Passed, "%s: %s", ex.baseline, c.Message)
 		}
 	}
-	readJSON(t, "examples/wine-classifier/model_baseline.json", &wine)
-	assert.Equal(t, []string{"wine", "classification"}, []string{wine.Model, wine.Task})
-	assert.GreaterOrEqual(t, report.Wine.Accuracy, wine.Floors.Accuracy)
-	assert.GreaterOrEqual(t, slices.Min(report.Wine.Recall), wine.Floors.PerClassRecall)
-	assert.GreaterOrEqual(t, report.Wine.MacroF1, wine.Floors.MacroF1)
-
-	var diabetes struct {
-		Model, Task string
-		Floors      struct {
-			MaxMAE  float64 `json:"max_mae"`
-			MaxRMSE float64 `json:"max_rmse"`
-			MinR2   float64 `json:"min_r2"`
-		}
-	}
-	readJSON(t, "examples/diabetes-regression/model_baseline.json", &diabetes)
-	assert.Equal(t, []string{"diabetes", "regression"}, []string{diabetes.Model, diabetes.Task})
-	assert.LessOrEqual(t, report.Diabetes.MAE, diabetes.Floors.MaxMAE)
-	assert.LessOrEqual(t, report.Diabetes.RMSE, diabetes.Floors.MaxRMSE)
-	assert.GreaterOrEqual(t, report.Diabetes.R2, diabetes.Floors.MinR2)
 }
 
 func TestGenerateFailsOnMissingDataAndWritesNothing(t *testing.T) {
@@ -156,11 +148,4 @@ func infer(t *testing.T, model *inference.Model, fixture *dataset.Fixture) infer
 	require.NoError(t, err)
 	require.Len(t, outs, 1)
 	return outs[0]
-}
-
-func readJSON(t *testing.T, rel string, v any) {
-	t.Helper()
-	raw, err := os.ReadFile(projectpath.Join(t, rel))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(raw, v), rel)
 }
