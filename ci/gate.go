@@ -7,7 +7,6 @@ import (
 
 	"github.com/modelship/modelship/ci/internal/dagger"
 	"github.com/modelship/modelship/internal/deploystate"
-	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
@@ -58,46 +57,6 @@ func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) 
 	// A fixed time keeps the file, and so the image's model layer, byte-identical whenever the
 	// pull runs again (a new CLI).
 	return pulled.File("/model/model.onnx").WithTimestamps(0), res, nil
-}
-
-// candidateFile is where the model goes in the build context; the Dockerfile gets it as MODEL_FILE.
-const candidateFile = "modelship/candidate.onnx"
-
-// serverImage builds the server image with the model placed in the build context and the
-// project's smoke inference in its label: modelship's serving/Dockerfile, or the project's own
-// (modelship.json serving.server "dockerfile"), given the same build arguments.
-func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, error) {
-	smoke, err := m.smokeLabel(ctx)
-	if err != nil {
-		return nil, err
-	}
-	buildDir, dockerfile := m.buildContext(), "serving/Dockerfile"
-	if m.Server == project.ServerDockerfile {
-		buildDir, dockerfile = m.Source.Directory(m.BuildDir), m.Dockerfile
-	}
-	return buildDir.
-		WithFile(candidateFile, model).
-		DockerBuild(dagger.DirectoryDockerBuildOpts{
-			Dockerfile: dockerfile,
-			BuildArgs: []dagger.BuildArg{
-				{Name: "GO_IMAGE", Value: m.GoImage},
-				{Name: "RUNTIME_IMAGE", Value: m.RuntimeImage},
-				{Name: "MODEL_FILE", Value: candidateFile},
-				{Name: "MODEL_NAME", Value: m.ModelName},
-				{Name: "MODEL_VERSION", Value: res.Manifest.Version},
-				{Name: "REVISION", Value: revision},
-				{Name: "SMOKE", Value: smoke},
-			},
-		}), nil
-}
-
-// service runs a pulled model's server image as a service on the project's port.
-func (m *Modelship) service(ctx context.Context, model *dagger.File, res resolution) (*dagger.Service, error) {
-	img, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
-	if err != nil {
-		return nil, err
-	}
-	return img.WithExposedPort(m.Port).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
 }
 
 // Serve runs a model version's server image as a service: `dagger call serve up --ports 8001:8000`.
@@ -191,6 +150,12 @@ func (m *Modelship) TestQuality(
 	// +optional
 	gitSha string,
 ) (*dagger.Directory, error) {
+	return m.passedGate(ctx, modelVersion, gitSha)
+}
+
+// passedGate runs the gate and returns its reports when the candidate passed; a failed gate is
+// a *gateFailed naming every missed floor.
+func (m *Modelship) passedGate(ctx context.Context, modelVersion, gitSha string) (*dagger.Directory, error) {
 	run, err := m.gate(ctx, modelVersion, gitSha, false)
 	if err != nil {
 		return nil, err

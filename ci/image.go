@@ -8,6 +8,7 @@ import (
 	"github.com/modelship/modelship/ci/internal/dagger"
 	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/pipeline"
+	"github.com/modelship/modelship/internal/project"
 )
 
 // embeddedReg is where builds push with no --registry: a registry service bound as
@@ -58,6 +59,46 @@ func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*da
 	}
 	img, err := m.serverImage(ctx, model, res, gitSha)
 	return img, res, err
+}
+
+// candidateFile is where the model goes in the build context; the Dockerfile gets it as MODEL_FILE.
+const candidateFile = "modelship/candidate.onnx"
+
+// serverImage builds the server image with the model placed in the build context and the
+// project's smoke inference in its label: modelship's serving/Dockerfile, or the project's own
+// (modelship.json serving.server "dockerfile"), given the same build arguments.
+func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, error) {
+	smoke, err := m.smokeLabel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buildDir, dockerfile := m.buildContext(), "serving/Dockerfile"
+	if m.Server == project.ServerDockerfile {
+		buildDir, dockerfile = m.Source.Directory(m.BuildDir), m.Dockerfile
+	}
+	return buildDir.
+		WithFile(candidateFile, model).
+		DockerBuild(dagger.DirectoryDockerBuildOpts{
+			Dockerfile: dockerfile,
+			BuildArgs: []dagger.BuildArg{
+				{Name: "GO_IMAGE", Value: m.GoImage},
+				{Name: "RUNTIME_IMAGE", Value: m.RuntimeImage},
+				{Name: "MODEL_FILE", Value: candidateFile},
+				{Name: "MODEL_NAME", Value: m.ModelName},
+				{Name: "MODEL_VERSION", Value: res.Manifest.Version},
+				{Name: "REVISION", Value: revision},
+				{Name: "SMOKE", Value: smoke},
+			},
+		}), nil
+}
+
+// service runs a pulled model's server image as a service on the project's port.
+func (m *Modelship) service(ctx context.Context, model *dagger.File, res resolution) (*dagger.Service, error) {
+	img, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
+	if err != nil {
+		return nil, err
+	}
+	return img.WithExposedPort(m.Port).AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
 }
 
 // buildContext is what serving/Dockerfile copies, of the module's own source, as .dockerignore

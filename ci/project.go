@@ -118,17 +118,14 @@ func (m *Modelship) PromoteBaseline(
 	// +optional
 	gitSha string,
 ) (*dagger.File, error) {
-	run, err := m.gate(ctx, modelVersion, gitSha, false)
+	reports, err := m.passedGate(ctx, modelVersion, gitSha)
 	if err != nil {
 		return nil, err
-	}
-	if run.code != 0 {
-		return nil, &gateFailed{code: run.code, summary: summary(ctx, run.reports)}
 	}
 	baseline := projectDir + "/" + m.Baseline
 	promoted := m.tooled().
 		WithDirectory(projectDir, m.gateInputs()).
-		WithDirectory(reportsDir, run.reports).
+		WithDirectory(reportsDir, reports).
 		WithExec([]string{"modelship", "baseline", "promote", "--report", reportsDir + "/quality-report.json", "--baseline", baseline, "--by", by})
 	if _, err := promoted.Sync(ctx); err != nil {
 		return nil, failed("promote the candidate into "+m.Baseline, err)
