@@ -17,6 +17,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/imageref"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/notify"
+	"github.com/modelship/modelship/serving/oip"
 )
 
 // targetFlags are the deploy target settings shared by deploy and rollback.
@@ -51,7 +52,7 @@ func (k *kubeFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&k.namespace, "namespace", envOr("MODELSHIP_NAMESPACE", "default"), "Kubernetes namespace (MODELSHIP_NAMESPACE)")
 	fl.StringVar(&k.name, "k8s-name", envOr("MODELSHIP_K8S_NAME", "modelship"), "Kubernetes base name: Deployments NAME-blue/NAME-green, Service NAME")
 	fl.Int32Var(&k.port, "port", 8000, "port the server listens on in its container or pods (a Kubernetes Service's port too)")
-	fl.StringVar(&k.healthPath, "health-path", envOr("MODELSHIP_HEALTH_PATH", "/v2/health/ready"), "the server's readiness endpoint (MODELSHIP_HEALTH_PATH)")
+	fl.StringVar(&k.healthPath, "health-path", envOr("MODELSHIP_HEALTH_PATH", oip.ReadyPath), "the server's readiness endpoint (MODELSHIP_HEALTH_PATH)")
 	fl.Int32Var(&k.replicas, "replicas", 2, "pods per colour")
 	fl.Int32Var(&k.idleReplicas, "idle-replicas", 0, "pods the old colour keeps after a switch (default: all, so rollback is a selector switch)")
 	fl.StringVar(&k.cpuRequest, "cpu-request", "", "CPU request per pod, e.g. 250m")

@@ -48,7 +48,7 @@ const (
 	DefaultBaseline   = "model_baseline.json"
 	DefaultDockerfile = "Dockerfile"
 	DefaultPort       = 8000
-	DefaultHealthPath = "/v2/health/ready"
+	DefaultHealthPath = "/v2/health/ready" // oip.ReadyPath, not imported: the Dagger module reads this package and would build the client too
 )
 
 // Config is modelship.json.
