@@ -71,14 +71,15 @@ make_bridge() {
 # ensure_docker uses the engine DOCKER_HOST (or the default socket) names, or starts dockerd with
 # its data in the cache, so base images and build layers survive from one run to the next.
 DOCKERD_PID=""
+SOMEONES_ENGINE=""
 IMAGES_BEFORE=""
 ensure_docker() {
   if docker_answers; then
     required+=(docker)
     # Someone's own engine: what this run builds (test images, build stages) goes again at exit.
     echo "test: using the Docker engine at ${DOCKER_HOST:-the default socket}; the images this run builds are removed at exit (MODELSHIP_TEST_KEEP_IMAGES=1 keeps them)" >&2
+    SOMEONES_ENGINE=1
     IMAGES_BEFORE=$(docker image ls -aq --no-trunc | sort -u)
-    [[ -n $IMAGES_BEFORE ]] || IMAGES_BEFORE=none
     return 0
   fi
   if ! command -v dockerd >/dev/null || [[ $(id -u) != 0 ]]; then
@@ -113,8 +114,8 @@ ensure_docker() {
 # remove_built_images removes, from an engine this run did not start, the images that were not
 # there before it (containers the tests left were removed by the tests themselves).
 remove_built_images() {
-  [[ -n $IMAGES_BEFORE && -z ${MODELSHIP_TEST_KEEP_IMAGES:-} ]] || return 0
-  comm -13 <(tr ' ' '\n' <<<"$IMAGES_BEFORE") <(docker image ls -aq --no-trunc | sort -u) |
+  [[ -n $SOMEONES_ENGINE && -z ${MODELSHIP_TEST_KEEP_IMAGES:-} ]] || return 0
+  comm -13 <(printf '%s\n' "$IMAGES_BEFORE") <(docker image ls -aq --no-trunc | sort -u) |
     xargs -r docker image rm -f >/dev/null 2>&1 || true
 }
 
