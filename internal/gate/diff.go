@@ -53,17 +53,19 @@ type SampleDiff struct {
 	ErrorChange float64 `json:"error_change,omitempty"` // |candidate error| - |production error|
 }
 
-// NewDiff compares the candidate's evaluation with production's on the same fixture.
-func NewDiff(fx *dataset.Fixture, cand, prod *Evaluation, prodID ModelIdentity) *Diff {
+// NewDiff compares the candidate's evaluation with production's on the same fixture, and the
+// candidate's p95 latency with prodP95 (production's as measured now, or as its own server
+// measured it when promoted; 0 leaves latency out).
+func NewDiff(fx *dataset.Fixture, cand, prod *Evaluation, prodID ModelIdentity, prodP95 float64) *Diff {
 	d := &Diff{Production: prodID, Samples: cand.Samples}
 	if cand.Task == dataset.TaskRegression {
 		d.regression(fx, cand, prod)
 	} else {
 		d.classification(fx, cand, prod)
 	}
-	if p := prod.Metrics().P95LatencyMS; p > 0 {
-		d.ProductionP95LatencyMS = p
-		d.P95LatencyRatio = cand.Metrics().P95LatencyMS / p
+	if prodP95 > 0 {
+		d.ProductionP95LatencyMS = prodP95
+		d.P95LatencyRatio = cand.Metrics().P95LatencyMS / prodP95
 	}
 	return d
 }

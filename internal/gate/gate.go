@@ -224,13 +224,12 @@ func productionDiff(ctx context.Context, cfg Config, b *Baseline, fx *dataset.Fi
 	if err != nil {
 		return skipped("evaluate production: %v", err)
 	}
-	d := NewDiff(fx, cand, prod, prodID)
+	prodP95 := prod.Metrics().P95LatencyMS
 	if cfg.ProductionURL == "" && b.Production.P95LatencyMS > 0 {
 		// Served here, production's latency is not what its own server measured when promoted.
-		d.ProductionP95LatencyMS = b.Production.P95LatencyMS
-		d.P95LatencyRatio = cand.Metrics().P95LatencyMS / b.Production.P95LatencyMS
+		prodP95 = b.Production.P95LatencyMS
 	}
-	return d
+	return NewDiff(fx, cand, prod, prodID, prodP95)
 }
 
 // candidate returns a client of a server running the candidate, and how to stop that server.

@@ -134,7 +134,7 @@ func TestClassificationDiff(t *testing.T) {
 		{ID: "c", Features: []float64{0}, Label: 2}, {ID: "d", Features: []float64{0}, Label: 2}}}
 	prod := &gate.Evaluation{Task: dataset.TaskClassification, Samples: 4, Classes: []int{0, 0, 2, 1}, Latencies: ms(1, 1, 1, 2)}
 	cand := &gate.Evaluation{Task: dataset.TaskClassification, Samples: 4, Classes: []int{0, 1, 0, 1}, Latencies: ms(1, 1, 1, 3)}
-	d := gate.NewDiff(fx, cand, prod, gate.ModelIdentity{Name: "m", Version: "1"})
+	d := gate.NewDiff(fx, cand, prod, gate.ModelIdentity{Name: "m", Version: "1"}, prod.Metrics().P95LatencyMS)
 	assert.Equal(t, 2, d.Flips)
 	assert.Equal(t, 1, d.Fixed)  // b: 0 -> 1, right now
 	assert.Equal(t, 1, d.Broken) // c: 2 -> 0, wrong now
@@ -151,7 +151,7 @@ func TestRegressionDiff(t *testing.T) {
 		{ID: "a", Features: []float64{0}, Target: 10}, {ID: "b", Features: []float64{0}, Target: 20}, {Features: []float64{0}, Target: 30}}}
 	prod := &gate.Evaluation{Task: dataset.TaskRegression, Samples: 3, Values: []float64{10, 25, 30}, Latencies: ms(1, 1, 1)}
 	cand := &gate.Evaluation{Task: dataset.TaskRegression, Samples: 3, Values: []float64{14, 20, 30}, Latencies: ms(1, 1, 1)}
-	d := gate.NewDiff(fx, cand, prod, gate.ModelIdentity{Name: "m"})
+	d := gate.NewDiff(fx, cand, prod, gate.ModelIdentity{Name: "m"}, prod.Metrics().P95LatencyMS)
 	assert.Equal(t, 1, d.Worse)
 	assert.Equal(t, 1, d.Better)
 	assert.InDelta(t, 3, d.MeanAbsChange, 1e-12)
