@@ -92,7 +92,6 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		Kubeconfig          *dagger.Secret
 		Namespace           string
 		Publish             string
-		Task                string
 		Server              string
 		Dockerfile          string
 		BuildDir            string
@@ -134,7 +133,6 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.Kubeconfig = r.Kubeconfig
 	concrete.Namespace = r.Namespace
 	concrete.Publish = r.Publish
-	concrete.Task = r.Task
 	concrete.Server = r.Server
 	concrete.Dockerfile = r.Dockerfile
 	concrete.BuildDir = r.BuildDir
@@ -180,7 +178,6 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		Kubeconfig          *dagger.Secret
 		Namespace           string
 		Publish             string
-		Task                string
 		Server              string
 		Dockerfile          string
 		BuildDir            string
@@ -226,7 +223,6 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.Kubeconfig = concrete.Kubeconfig
 	r.Namespace = concrete.Namespace
 	r.Publish = concrete.Publish
-	r.Task = concrete.Task
 	r.Server = concrete.Server
 	r.Dockerfile = concrete.Dockerfile
 	r.BuildDir = concrete.BuildDir

@@ -94,8 +94,6 @@ type Modelship struct {
 	// +private
 	Publish string
 	// +private
-	Task string
-	// +private
 	Server string
 	// +private
 	Dockerfile string
@@ -183,7 +181,7 @@ func New(
 	}
 	return &Modelship{
 		Source: source, Toolchain: toolchain, Environment: environment, ModelName: proj.model, ImageRepository: or(imageRepository, "modelship/"+proj.model),
-		Task: proj.task, Server: proj.serving.Server, Dockerfile: proj.serving.Dockerfile, BuildDir: proj.serving.Context,
+		Server: proj.serving.Server, Dockerfile: proj.serving.Dockerfile, BuildDir: proj.serving.Context,
 		Port: proj.serving.Port, HealthPath: proj.serving.HealthPath, Fixture: proj.fixture, Baseline: proj.baseline, SmokeSample: proj.sample, Seed: proj.seed,
 		DockerSocket: dockerSocket, DockerHost: dockerHost, Kubeconfig: kubeconfig, Namespace: namespace, Publish: publish,
 		// The embedded store's; WithStorage sets a real one's.

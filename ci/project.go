@@ -33,7 +33,6 @@ func (m *Modelship) toolSource() *dagger.Directory {
 // settings is what the project's modelship.json says, with its defaults filled in.
 type settings struct {
 	model    string
-	task     string
 	serving  project.Serving
 	fixture  string
 	baseline string
@@ -64,7 +63,7 @@ func readProject(ctx context.Context, src *dagger.Directory, modelName string) (
 		}
 		cfg = &project.Config{Model: project.Model{Name: modelName}}
 	}
-	s := settings{model: or(modelName, cfg.Model.Name), task: cfg.Task(), serving: cfg.Server(),
+	s := settings{model: or(modelName, cfg.Model.Name), serving: cfg.Server(),
 		fixture: cfg.FixturesPath(), baseline: cfg.BaselinePath(), sample: cfg.SmokeSample()}
 	// Only modelship's own project ships the reference model the embedded store starts with;
 	// another project's model comes from its training job (push-model).
