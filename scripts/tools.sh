@@ -136,6 +136,33 @@ require k8s.io/kubernetes $KUBE_VERSION" repo
   export PATH
 }
 
+# ONNX Runtime's shared library for the server's cgo backend, from the npm package
+# onnxruntime-node (it ships libonnxruntime for linux-x64). Pinned by version and checked by
+# the sha256 of the package and of the library; onnxruntime_go v1.27.0 speaks its C API 24.
+ORT_VERSION=1.24.3
+ORT_NPM_SHA256=aa1bb5fa261ea68de05dd53efbba210cd7adf2d2850f4c3a201054c74cc78040
+ORT_LIB_SHA256=92ba8e44d31b80a34f5e805076a044122c3be1fffe0d88ed790de7267b0b2682
+
+# install_onnxruntime puts libonnxruntime.so.$ORT_VERSION in its versioned folder and exports
+# MODELSHIP_ORT_LIBRARY, which the server and the tests load it from.
+install_onnxruntime() {
+  local dir="$TOOLS_DIR/onnxruntime@$ORT_VERSION" lib="libonnxruntime.so.$ORT_VERSION"
+  if [[ ! -f "$dir/$lib" ]]; then
+    echo "tools: fetching ONNX Runtime $ORT_VERSION (npm onnxruntime-node) into $dir" >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    (cd "$dir.tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+    local tgz="$dir.tmp/onnxruntime-node-$ORT_VERSION.tgz"
+    echo "$ORT_NPM_SHA256  $tgz" | sha256sum --check --quiet ||
+      { echo "tools: onnxruntime-node-$ORT_VERSION.tgz does not match its pinned sha256" >&2; return 1; }
+    tar -xzf "$tgz" -C "$dir.tmp" --strip-components=5 package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+    mv "$dir.tmp/libonnxruntime.so.1" "$dir.tmp/$lib" && rm -f "$tgz"
+    echo "$ORT_LIB_SHA256  $dir.tmp/$lib" | sha256sum --check --quiet ||
+      { echo "tools: $lib does not match its pinned sha256" >&2; return 1; }
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  export MODELSHIP_ORT_LIBRARY="$dir/$lib"
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   install_go_tools
 fi

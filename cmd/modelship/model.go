@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +20,7 @@ import (
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Push, pull and list model versions in the registry"}
-	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g))
+	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g), newModelInspectCmd(g))
 	return cmd
 }
 
@@ -32,8 +33,10 @@ func newModelPushCmd(g *globals) *cobra.Command {
 		Short: "Store a model file as an immutable version",
 		Long: `Store a model file as NAME@VERSION, tagged with the git SHA it was built from.
 A version is written once: pushing the same bytes again does nothing, other bytes fail (exit 5).
-The file must load with the model server's own ONNX loader (exit 2 otherwise), so no version
-is ever a file the server cannot serve; --skip-load-check stores other artifacts.`,
+The file must pass the model server's own ONNX checks (exit 2 otherwise), so no version is
+ever a file the server cannot serve; --skip-load-check stores other artifacts. A model gonnx
+cannot run (an opset other than 13, or an operator it lacks) is stored too: ONNX Runtime
+serves it ('modelship model inspect' says which backend will).`,
 		Example: `  modelship model push models/digits-reference.onnx --name digits --version 1.0.0 \
     --git-sha $(git rev-parse HEAD) --metadata accuracy=0.9733 --metadata framework=onnx --gzip`,
 		Args: requireArgs(cobra.ExactArgs(1)),
@@ -44,7 +47,7 @@ is ever a file the server cannot serve; --skip-load-check stores other artifacts
 			}
 			opts.Metadata = md
 			if !skipLoadCheck {
-				if _, err := inference.Load(args[0]); err != nil {
+				if _, err := inspectFile(args[0]); err != nil {
 					return fmt.Errorf("%w; nothing was pushed (the server could not serve it; --skip-load-check stores an artifact that is not ONNX)", err)
 				}
 			}
@@ -285,4 +288,46 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func newModelInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Say what a model file is and which backend serves it, running nothing",
+		Long: `Check an ONNX file as the model server does and print its opset, operators, input, outputs,
+and the backend the server picks: gonnx (static image) when gonnx runs it, else onnxruntime
+(the image from serving/onnxruntime.Dockerfile). build-image picks its image the same way.`,
+		Example: `  modelship --json model inspect models/digits-layernorm-opset17.onnx`,
+		Args:    requireArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info, err := inspectFile(args[0])
+			if err != nil {
+				return err
+			}
+			if g.jsonOutput {
+				return writeJSON(cmd.OutOrStdout(), info)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: opset %d, operators %s, input %s %v, sha256:%s\n", args[0], info.Opset, strings.Join(info.Operators, ","), info.Input.Name, info.Input.Shape, info.SHA256)
+			if info.GonnxCannot != "" {
+				fmt.Fprintf(out, "backend: %s (%s)\n", info.Backend, info.GonnxCannot)
+			} else {
+				fmt.Fprintf(out, "backend: %s\n", info.Backend)
+			}
+			return nil
+		},
+	}
+}
+
+// inspectFile reads and inspects a model file.
+func inspectFile(path string) (*inference.Info, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model file %s: %w", path, err)
+	}
+	info, err := inference.Inspect(raw)
+	if err != nil {
+		return nil, fmt.Errorf("model file %s: %w", path, err)
+	}
+	return info, nil
 }

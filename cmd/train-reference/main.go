@@ -20,6 +20,7 @@ func main() {
 	flag.StringVar(&opts.FixturePath, "fixture", "tests/fixtures/digits_validation.json", "where the validation set is written")
 	flag.StringVar(&opts.ModelPath, "model", "models/digits-reference.onnx", "where the reference model is written")
 	flag.StringVar(&opts.WeakModelPath, "weak-model", "models/digits-weak.onnx", "where the weak model (shuffled labels) is written")
+	flag.StringVar(&opts.LayerNormModelPath, "layernorm-model", "models/digits-layernorm-opset17.onnx", "where the reference network at opset 17 with a LayerNormalization head is written (ONNX Runtime only)")
 	flag.Parse()
 
 	report, err := reference.Generate(opts)

@@ -297,3 +297,30 @@ func TestGateScriptWritesJUnitNamingEachCheck(t *testing.T) {
 		})
 	}
 }
+
+// A model only ONNX Runtime runs (opset 17, LayerNormalization) goes through the gate as any
+// other: pulled from the registry, served, and passed with the reference's accuracy.
+func TestGateOnAnOpset17ModelFromTheRegistry(t *testing.T) {
+	testenv.ORTLibrary(t)
+	srv := testenv.SharedMinIO(t)
+	bucket := srv.Bucket(t, "models")
+	reg, err := registry.New(srv.Client(t), registry.Options{Bucket: bucket, CacheDir: t.TempDir()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-layernorm-opset17.onnx"), registry.PushOptions{Name: "digits", Version: "17", GitSHA: refSHA})
+	require.NoError(t, err)
+
+	cfg := baseConfig(t)
+	ref := gate.Run(ctx, cfg)
+	require.Empty(t, ref.Error)
+
+	cfg.ModelFile = ""
+	cfg.S3, cfg.ModelsBucket, cfg.CacheDir = srv.Config(), bucket, t.TempDir()
+	cfg.Ref = registry.Ref{Version: "17"}
+	r := gate.Run(ctx, cfg)
+	require.Empty(t, r.Error)
+	assert.True(t, r.Passed, r.FailureSummary())
+	assert.Equal(t, "17", r.Model.Version)
+	assert.Equal(t, ref.Metrics.Accuracy, r.Metrics.Accuracy, "the LayerNormalization head keeps the reference's predictions")
+	assert.Equal(t, ref.Confusion, r.Confusion)
+}

@@ -83,6 +83,24 @@ type Serving struct {
 	Context    string `json:"context,omitempty"`
 	Port       int    `json:"port,omitempty"`
 	HealthPath string `json:"health_path,omitempty"`
+	// Backend and ONNXRuntime are for the builtin server only.
+	Backend     string       `json:"backend,omitempty"`
+	ONNXRuntime *ONNXRuntime `json:"onnxruntime,omitempty"`
+}
+
+// Backends of the builtin server (inference.Backend's values).
+const (
+	BackendAuto        = "auto"
+	BackendGonnx       = "gonnx"
+	BackendONNXRuntime = "onnxruntime"
+)
+
+// ONNXRuntime is where the onnxruntime image's shared library comes from: a file in the
+// project or a URL, either checked by its sha256.
+type ONNXRuntime struct {
+	Library string `json:"library,omitempty"`
+	URL     string `json:"url,omitempty"`
+	SHA256  string `json:"sha256"`
 }
 
 // Smoke picks the fixture sample deploys check before traffic moves.
@@ -201,6 +219,9 @@ func (c *Config) validate() error {
 	if s := c.Serving; s != nil {
 		local("/serving/dockerfile", s.Dockerfile)
 		local("/serving/context", s.Context)
+		if s.ONNXRuntime != nil {
+			local("/serving/onnxruntime/library", s.ONNXRuntime.Library)
+		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(bad, "; "))
@@ -234,6 +255,9 @@ func (c *Config) Server() Serving {
 		s.Port = DefaultPort
 	}
 	s.HealthPath = or(s.HealthPath, DefaultHealthPath)
+	if s.Server == ServerBuiltin {
+		s.Backend = or(s.Backend, BackendAuto)
+	}
 	return s
 }
 

@@ -21,15 +21,20 @@ func loadFixture(t testing.TB) *dataset.Fixture {
 	return f
 }
 
-func accuracy(t testing.TB, m *inference.Model, f *dataset.Fixture) float64 {
-	t.Helper()
+// fixtureBatch is every sample of f as one row-major batch.
+func fixtureBatch(f *dataset.Fixture) []float32 {
 	data := make([]float32, 0, len(f.Samples)*f.Features)
 	for _, s := range f.Samples {
 		for _, v := range s.Features {
 			data = append(data, float32(v))
 		}
 	}
-	outs, err := m.Infer(len(f.Samples), data)
+	return data
+}
+
+func accuracy(t testing.TB, m *inference.Model, f *dataset.Fixture) float64 {
+	t.Helper()
+	outs, err := m.Infer(len(f.Samples), fixtureBatch(f))
 	require.NoError(t, err)
 	require.Len(t, outs, 1)
 	labels := inference.Argmax(outs[0])
@@ -155,33 +160,52 @@ func TestLoadRejectsFilesThatAreNotServableModels(t *testing.T) {
 	}
 }
 
-func BenchmarkInferSingleRow(b *testing.B) {
-	m, err := inference.Load(projectpath.Join(b, "models/digits-reference.onnx"))
+// benchModels loads the reference model on each backend this machine has.
+func benchModels(b *testing.B) map[inference.Backend]*inference.Model {
+	path := projectpath.Join(b, "models/digits-reference.onnx")
+	g, err := inference.LoadWith(path, inference.Options{Backend: inference.BackendGonnx})
 	require.NoError(b, err)
+	models := map[inference.Backend]*inference.Model{inference.BackendGonnx: g}
+	if lib := os.Getenv("MODELSHIP_ORT_LIBRARY"); lib != "" && inference.RuntimeBuiltIn {
+		o, err := inference.LoadWith(path, inference.Options{Backend: inference.BackendORT, ORTLibrary: lib})
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = o.Close() })
+		models[inference.BackendORT] = o
+	}
+	return models
+}
+
+func BenchmarkInferSingleRow(b *testing.B) {
 	f := loadFixture(b)
 	row := make([]float32, f.Features)
 	for j, v := range f.Samples[0].Features {
 		row[j] = float32(v)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := m.Infer(1, row); err != nil {
-			b.Fatal(err)
-		}
+	for backend, m := range benchModels(b) {
+		b.Run(string(backend), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.Infer(1, row); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 func BenchmarkInferBatch64(b *testing.B) {
-	m, err := inference.Load(projectpath.Join(b, "models/digits-reference.onnx"))
-	require.NoError(b, err)
 	data := make([]float32, 64*64)
 	for i := range data {
 		data[i] = float32(i % 17)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := m.Infer(64, data); err != nil {
-			b.Fatal(err)
-		}
+	for backend, m := range benchModels(b) {
+		b.Run(string(backend), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.Infer(64, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -23,9 +23,9 @@ type Description struct {
 	Name, Doc string
 }
 
-// digitsDescription is the reference model's; ExportONNX keeps it so the shipped digits
+// DigitsDescription is the reference model's; ExportONNX keeps it so the shipped digits
 // models stay byte-identical.
-var digitsDescription = Description{
+var DigitsDescription = Description{
 	Name: "digits_mlp",
 	Doc:  "Multi-layer perceptron for 8x8 handwritten digits: input pixels 0..16, output class probabilities 0..9.",
 }
@@ -35,17 +35,22 @@ var digitsDescription = Description{
 // into the first layer's weights, so clients send pixels as they are. metadata lands in the
 // model's metadata_props, sorted by key so the bytes are stable.
 func (n *Network) ExportONNX(producerVersion string, metadata map[string]string) ([]byte, error) {
-	return n.ExportDescribedONNX(digitsDescription, producerVersion, metadata)
+	return n.ExportDescribedONNX(DigitsDescription, producerVersion, metadata)
 }
 
 // ExportDescribedONNX is ExportONNX for a network that is not the digits model: the same
 // graph under another name and doc string.
 func (n *Network) ExportDescribedONNX(desc Description, producerVersion string, metadata map[string]string) ([]byte, error) {
+	return marshalModel(n.graph(desc), desc.Doc, producerVersion, metadata)
+}
+
+// graph is the plain network: Gemm, Relu, Gemm, Softmax, with the input scale folded in.
+func (n *Network) graph(desc Description) *onnx.GraphProto {
 	w1 := make([]float64, len(n.W1))
 	for i, w := range n.W1 {
 		w1[i] = w * n.InputScale
 	}
-	graph := &onnx.GraphProto{
+	return &onnx.GraphProto{
 		Name: desc.Name,
 		Node: []*onnx.NodeProto{
 			{Name: "dense1", OpType: "Gemm", Input: []string{InputName, "W1", "B1"}, Output: []string{"dense1_out"}},
@@ -63,15 +68,100 @@ func (n *Network) ExportDescribedONNX(desc Description, producerVersion string, 
 		Input:  []*onnx.ValueInfoProto{batchTensorInfo(InputName, int64(n.Inputs))},
 		Output: []*onnx.ValueInfoProto{batchTensorInfo(OutputName, int64(n.Classes))},
 	}
-	return marshalModel(graph, desc.Doc, producerVersion, metadata)
+}
+
+// Head is what an export puts between the logits and the softmax. Each head keeps every row's
+// order of logits, so a model exported with any head predicts exactly what the plain one does:
+// the same network, exercising operators only newer opsets have.
+type Head string
+
+const (
+	// HeadNone is the plain network: Gemm, Relu, Gemm, Softmax (opset 13 and later).
+	HeadNone Head = ""
+	// HeadLayerNorm normalises the logits with LayerNormalization (opset 17 and later).
+	HeadLayerNorm Head = "layernorm"
+	// HeadLayerNormGelu shifts the normalised logits into Gelu's increasing range and applies
+	// Gelu (opset 20 and later).
+	HeadLayerNormGelu Head = "layernorm-gelu"
+)
+
+// geluShift moves LayerNormalization's output, which for c classes lies within ±sqrt(c-1),
+// above -0.75, where Gelu is increasing, so the head keeps each row's order.
+const geluShift = 4
+
+// Variant is an export of the network at an opset of choice, with a head of choice.
+type Variant struct {
+	Opset int64
+	Head  Head
+}
+
+// irVersions is the ONNX IR version that goes with each opset this writer declares.
+var irVersions = map[int64]int64{13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+
+// minOpset is the first opset that has each head's operators.
+var minOpset = map[Head]int64{HeadNone: 13, HeadLayerNorm: 17, HeadLayerNormGelu: 20}
+
+// ExportVariantONNX is ExportDescribedONNX at another opset, with a head: models that only
+// ONNX Runtime runs (gonnx runs opset 13 only), whose predictions are the plain model's.
+func (n *Network) ExportVariantONNX(v Variant, desc Description, producerVersion string, metadata map[string]string) ([]byte, error) {
+	ir, ok := irVersions[v.Opset]
+	if !ok {
+		return nil, fmt.Errorf("export at opset %d: this writer declares opsets 13 to 21", v.Opset)
+	}
+	first, ok := minOpset[v.Head]
+	if !ok {
+		return nil, fmt.Errorf("export head %q: want %q, %q or %q", v.Head, HeadNone, HeadLayerNorm, HeadLayerNormGelu)
+	}
+	if v.Opset < first {
+		return nil, fmt.Errorf("export head %q at opset %d: its operators need opset %d or later", v.Head, v.Opset, first)
+	}
+	graph := n.graph(desc)
+	if v.Head != HeadNone {
+		addHead(graph, v.Head, n.Classes)
+	}
+	return marshalModelAt(graph, v.Opset, ir, desc.Doc, producerVersion, metadata)
+}
+
+// addHead rewires the softmax to read the head's output instead of the logits.
+func addHead(graph *onnx.GraphProto, head Head, classes int) {
+	softmax := graph.Node[len(graph.Node)-1]
+	ones, zeros := make([]float64, classes), make([]float64, classes)
+	for i := range ones {
+		ones[i] = 1
+	}
+	bias := zeros
+	if head == HeadLayerNormGelu {
+		bias = make([]float64, classes)
+		for i := range bias {
+			bias[i] = geluShift
+		}
+	}
+	nodes := []*onnx.NodeProto{{Name: "layernorm", OpType: "LayerNormalization", Input: []string{"logits", "LN_scale", "LN_bias"}, Output: []string{"normalised"},
+		Attribute: []*onnx.AttributeProto{
+			{Name: "axis", Type: onnx.AttributeProto_INT, I: -1},
+			{Name: "epsilon", Type: onnx.AttributeProto_FLOAT, F: 1e-5},
+		}}}
+	out := "normalised"
+	if head == HeadLayerNormGelu {
+		nodes = append(nodes, &onnx.NodeProto{Name: "gelu", OpType: "Gelu", Input: []string{"normalised"}, Output: []string{"activated"},
+			Attribute: []*onnx.AttributeProto{{Name: "approximate", Type: onnx.AttributeProto_STRING, S: []byte("none")}}})
+		out = "activated"
+	}
+	softmax.Input = []string{out}
+	graph.Node = append(graph.Node[:len(graph.Node)-1], append(nodes, softmax)...)
+	graph.Initializer = append(graph.Initializer, floatTensor("LN_scale", ones, int64(classes)), floatTensor("LN_bias", bias, int64(classes)))
 }
 
 // marshalModel wraps graph in an opset-13 model and marshals it deterministically, so the
 // same weights always give the same bytes.
 func marshalModel(graph *onnx.GraphProto, doc, producerVersion string, metadata map[string]string) ([]byte, error) {
+	return marshalModelAt(graph, Opset, irVersion, doc, producerVersion, metadata)
+}
+
+func marshalModelAt(graph *onnx.GraphProto, opset, ir int64, doc, producerVersion string, metadata map[string]string) ([]byte, error) {
 	model := &onnx.ModelProto{
-		IrVersion:       irVersion,
-		OpsetImport:     []*onnx.OperatorSetIdProto{{Domain: "", Version: Opset}},
+		IrVersion:       ir,
+		OpsetImport:     []*onnx.OperatorSetIdProto{{Domain: "", Version: opset}},
 		ProducerName:    "modelship",
 		ProducerVersion: producerVersion,
 		DocString:       doc,

@@ -22,10 +22,16 @@ const (
 	ProducerVersion = "train-reference/1"
 )
 
-// Options names the input and the three outputs.
+// Options names the input and the outputs.
 type Options struct {
 	DataPath, FixturePath, ModelPath, WeakModelPath string
+	// LayerNormModelPath gets the reference network at opset 17 with a LayerNormalization
+	// head: the model only ONNX Runtime serves, with the reference model's predictions.
+	LayerNormModelPath string
 }
+
+// LayerNormVariant is the export LayerNormModelPath gets.
+var LayerNormVariant = mlp.Variant{Opset: 17, Head: mlp.HeadLayerNorm}
 
 // Report says what was produced.
 type Report struct {
@@ -33,24 +39,62 @@ type Report struct {
 	ReferenceAccuracy, WeakAccuracy float64
 }
 
-// Generate trains both models and writes the fixture and the two ONNX files.
-func Generate(opts Options) (*Report, error) {
-	samples, err := dataset.LoadDigitsCSV(opts.DataPath)
+// split loads the digits and splits them into the training and validation sets.
+func split(dataPath string) (train, validation []dataset.Sample, err error) {
+	samples, err := dataset.LoadDigitsCSV(dataPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	train, validation, err := dataset.Split(samples, Seed, ValidationSamples)
+	train, validation, err = dataset.Split(samples, Seed, ValidationSamples)
 	if err != nil {
-		return nil, fmt.Errorf("split digits: %w", err)
+		return nil, nil, fmt.Errorf("split digits: %w", err)
 	}
-	x, y := columns(train)
-	vx, vy := columns(validation)
+	return train, validation, nil
+}
 
+func trainReference(train []dataset.Sample) (*mlp.Network, error) {
+	x, y := columns(train)
 	cfg := mlp.DefaultConfig()
 	cfg.Seed = Seed
 	ref, err := mlp.Train(cfg, x, y, dataset.DigitsClasses)
 	if err != nil {
 		return nil, fmt.Errorf("train reference model: %w", err)
+	}
+	return ref, nil
+}
+
+// Variant trains the reference network again (seeded: the same weights) and exports it as v:
+// the reference model at another opset, for the backends' tests.
+func Variant(dataPath string, v mlp.Variant) ([]byte, error) {
+	train, validation, err := split(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := trainReference(train)
+	if err != nil {
+		return nil, err
+	}
+	vx, vy := columns(validation)
+	out, err := ref.ExportVariantONNX(v, mlp.DigitsDescription, ProducerVersion, modelProps(fmt.Sprintf("reference-opset%d-%s", v.Opset, v.Head), ref.Accuracy(vx, vy)))
+	if err != nil {
+		return nil, fmt.Errorf("export the reference model at opset %d: %w", v.Opset, err)
+	}
+	return out, nil
+}
+
+// Generate trains both models and writes the fixture and the ONNX files.
+func Generate(opts Options) (*Report, error) {
+	train, validation, err := split(opts.DataPath)
+	if err != nil {
+		return nil, err
+	}
+	x, y := columns(train)
+	vx, vy := columns(validation)
+	cfg := mlp.DefaultConfig()
+	cfg.Seed = Seed
+	ref, err := trainReference(train)
+	if err != nil {
+		return nil, err
 	}
 	// The weak model learns from labels shuffled against their images: it has seen the
 	// data but cannot have learnt the task, so it scores near chance (0.1).
@@ -86,7 +130,17 @@ func Generate(opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export weak model: %w", err)
 	}
-	for path, data := range map[string][]byte{opts.FixturePath: fixtureBytes, opts.ModelPath: refBytes, opts.WeakModelPath: weakBytes} {
+	outputs := map[string][]byte{opts.FixturePath: fixtureBytes, opts.ModelPath: refBytes, opts.WeakModelPath: weakBytes}
+	if opts.LayerNormModelPath != "" {
+		v := LayerNormVariant
+		ln, err := ref.ExportVariantONNX(v, mlp.DigitsDescription, ProducerVersion,
+			modelProps(fmt.Sprintf("reference-opset%d-%s", v.Opset, v.Head), report.ReferenceAccuracy))
+		if err != nil {
+			return nil, fmt.Errorf("export the opset-%d model: %w", v.Opset, err)
+		}
+		outputs[opts.LayerNormModelPath] = ln
+	}
+	for path, data := range outputs {
 		if err := atomicfile.Write(path, data); err != nil {
 			return nil, err
 		}

@@ -21,6 +21,8 @@ func TestGenerateReproducesTheShippedArtifacts(t *testing.T) {
 		FixturePath:   filepath.Join(dir, "fixture.json"),
 		ModelPath:     filepath.Join(dir, "reference.onnx"),
 		WeakModelPath: filepath.Join(dir, "weak.onnx"),
+
+		LayerNormModelPath: filepath.Join(dir, "layernorm.onnx"),
 	}
 	report, err := reference.Generate(opts)
 	require.NoError(t, err)
@@ -34,6 +36,8 @@ func TestGenerateReproducesTheShippedArtifacts(t *testing.T) {
 		opts.FixturePath:   "tests/fixtures/digits_validation.json",
 		opts.ModelPath:     "models/digits-reference.onnx",
 		opts.WeakModelPath: "models/digits-weak.onnx",
+
+		opts.LayerNormModelPath: "models/digits-layernorm-opset17.onnx",
 	} {
 		got, err := os.ReadFile(generated)
 		require.NoError(t, err)

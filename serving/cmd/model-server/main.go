@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ var version = "dev"
 
 type options struct {
 	modelPath, modelName, modelVersion, addr, logLevel string
+	backend, ortLibrary                                string
 	maxBodyBytes                                       int64
 	maxBatch, maxInFlight                              int
 	shutdownTimeout, queueTimeout                      time.Duration
@@ -72,6 +74,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.modelPath, "model-path", env("MODELSHIP_MODEL_PATH", "/models/model.onnx"), "ONNX model file to serve (MODELSHIP_MODEL_PATH)")
 	fs.StringVar(&o.modelName, "model-name", env("MODELSHIP_MODEL_NAME", "digits"), "name the model is served under in /v2/models/{name} (MODELSHIP_MODEL_NAME)")
 	fs.StringVar(&o.modelVersion, "model-version", env("MODELSHIP_MODEL_VERSION", ""), "model version reported in metadata and responses (MODELSHIP_MODEL_VERSION)")
+	fs.StringVar(&o.backend, "backend", env("MODELSHIP_BACKEND", string(inference.BackendAuto)), "what runs the model: auto (gonnx when gonnx can, else onnxruntime), gonnx or onnxruntime (MODELSHIP_BACKEND)")
+	fs.StringVar(&o.ortLibrary, "ort-library", env("MODELSHIP_ORT_LIBRARY", ""), "libonnxruntime.so for the onnxruntime backend, ONNX Runtime 1.24 or later (MODELSHIP_ORT_LIBRARY)")
 	fs.StringVar(&o.addr, "addr", env("MODELSHIP_ADDR", ":8000"), "listen address (MODELSHIP_ADDR)")
 	fs.StringVar(&o.logLevel, "log-level", env("MODELSHIP_LOG_LEVEL", "info"), "debug, info, warn or error (MODELSHIP_LOG_LEVEL)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", envInt("MODELSHIP_MAX_BODY_BYTES", serving.DefaultMaxBodyBytes), "largest inference request body in bytes (MODELSHIP_MAX_BODY_BYTES)")
@@ -86,6 +90,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; every setting is a flag (see -h)", fs.Args())
+	}
+	if !slices.Contains(inference.Backends, inference.Backend(o.backend)) {
+		return nil, fmt.Errorf("-backend %q is unknown; use %q", o.backend, inference.Backends)
 	}
 	if o.maxBodyBytes <= 0 || o.maxBatch <= 0 || o.maxInFlight <= 0 || o.queueTimeout <= 0 {
 		return nil, errors.New("-max-body-bytes, -max-batch, -max-in-flight and -queue-timeout must be positive")
@@ -132,15 +139,15 @@ func newLogger(level string) (*slog.Logger, error) {
 
 func serve(o *options, logger *slog.Logger) error {
 	start := time.Now()
-	model, err := inference.Load(o.modelPath)
+	model, err := inference.LoadWith(o.modelPath, inference.Options{Backend: inference.Backend(o.backend), ORTLibrary: o.ortLibrary})
 	if err != nil {
-		return fmt.Errorf("load model (set -model-path or MODELSHIP_MODEL_PATH to an ONNX file at opset %d): %w", inference.SupportedOpset, err)
+		return fmt.Errorf("load model (set -model-path or MODELSHIP_MODEL_PATH to an ONNX file): %w", err)
 	}
 	if o.modelVersion == "" {
 		o.modelVersion = model.Property("version")
 	}
 	logger.Info("model loaded", "path", o.modelPath, "name", o.modelName, "version", o.modelVersion,
-		"sha256", model.SHA256(), "features", model.Features(), "load_time", time.Since(start).String(), "server_version", version)
+		"sha256", model.SHA256(), "features", model.Features(), "backend", model.Backend(), "opset", model.DeclaredOpset(), "onnxruntime", inference.ORTVersion(), "load_time", time.Since(start).String(), "server_version", version)
 	srv, err := serving.New(model, serving.Config{
 		ModelName: o.modelName, ModelVersion: o.modelVersion, ServerVersion: version,
 		MaxBodyBytes: o.maxBodyBytes, MaxBatch: o.maxBatch, ShutdownTimeout: o.shutdownTimeout, Logger: logger,
