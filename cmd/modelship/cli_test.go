@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -598,4 +599,115 @@ func TestEvidenceCommandRedactsAndNamesEveryField(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &rec))
 	assert.Equal(t, "build-image", rec["stage"])
 	assert.Equal(t, "r/digits@sha256:abc", rec["outputs"].(map[string]any)["image"])
+}
+
+// A model only ONNX Runtime runs is a servable model: push stores it without loading a
+// backend, and inspect says which backend (and so which image) it gets.
+func TestAnOpset17ModelIsPushedAndInspected(t *testing.T) {
+	c := newCLI(t)
+	opset17 := projectpath.Join(t, "models/digits-layernorm-opset17.onnx")
+	out, code := c.run("model", "push", opset17, "--name", "digits", "--version", "17", "--git-sha", gitSHA)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "pushed digits@17")
+
+	out, code = c.run("--json", "model", "inspect", opset17)
+	require.Equal(t, 0, code, out)
+	var info struct {
+		Opset     int64
+		Operators []string
+		Backend   string
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &info), out)
+	assert.Equal(t, int64(17), info.Opset)
+	assert.Contains(t, info.Operators, "LayerNormalization")
+	assert.Equal(t, "onnxruntime", info.Backend)
+
+	out, code = c.run("model", "inspect", projectpath.Join(t, "models/digits-reference.onnx"))
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "backend: gonnx")
+
+	out, code = c.run("model", "inspect", filepath.Join(t.TempDir(), "missing.onnx"))
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "missing.onnx")
+}
+
+// writeReport writes a quality-report.json of a gate over digits@version.
+func writeReport(t *testing.T, version string, passed bool) string {
+	t.Helper()
+	r := map[string]any{"schema_version": 1, "passed": passed, "model": map[string]string{"name": "digits", "version": version},
+		"fixture": "tests/fixtures/digits_validation.json", "started_at": time.Now().UTC(),
+		"checks": []map[string]any{{"name": "accuracy", "value": 0.9733, "op": ">=", "threshold": 0.85, "passed": passed}}}
+	raw, err := json.Marshal(r)
+	require.NoError(t, err)
+	p := filepath.Join(t.TempDir(), "quality-report.json")
+	require.NoError(t, os.WriteFile(p, raw, 0o644))
+	return p
+}
+
+// deploy --gate-report records the gate; promote copies the gated, verified release from one
+// environment to the next by digest, moves each environment's model alias, and refuses what
+// does not qualify.
+func TestPromoteCommand(t *testing.T) {
+	docker := testenv.Docker(t)
+	reg := testenv.SharedRegistry(t)
+	bases := testenv.EnsureBaseImages(t, docker)
+	c := newCLI(t)
+	ref := reg.Addr + "/digits:" + gitSHA
+	testenv.BuildServerImage(t, docker, bases, testenv.BuildOptions{Tag: ref, ModelFile: "models/digits-reference.onnx",
+		BuildArgs: map[string]string{"MODEL_VERSION": "1", "REVISION": gitSHA}})
+	testenv.Push(t, docker, ref)
+	out, code := c.run("model", "push", projectpath.Join(t, "models/digits-reference.onnx"), "--name", "digits", "--version", "1", "--git-sha", gitSHA)
+	require.Equal(t, 0, code, out)
+	staging, production := "cli-promote-staging", "cli-promote-production"
+	t.Cleanup(func() {
+		testenv.RemoveEnvironmentContainers(docker, staging)
+		testenv.RemoveEnvironmentContainers(docker, production)
+	})
+	fixture := projectpath.Join(t, "tests/fixtures/digits_validation.json")
+	deployTo := func(env string, extra ...string) (string, int) {
+		args := []string{"deploy", "--image", ref, "--model-version", "1", "--git-sha", gitSHA, "--branch", "main",
+			"--env", env, "--publish", testenv.FreeAddr(t), "--smoke-fixture", fixture}
+		return c.run(append(args, extra...)...)
+	}
+	promote := func(extra ...string) (string, int) {
+		return c.run(append([]string{"promote", "--from", staging, "--to", production, "--publish", testenv.FreeAddr(t)}, extra...)...)
+	}
+
+	out, code = deployTo(staging, "--gate-report", writeReport(t, "1", false))
+	assert.Equal(t, 2, code, "a failed gate's report is refused: %s", out)
+	assert.Contains(t, out, "records a failed gate")
+	out, code = deployTo(staging, "--gate-report", writeReport(t, "2", true))
+	assert.Equal(t, 2, code, "another model's report is refused: %s", out)
+	assert.Contains(t, out, "not the digits@1 being deployed")
+
+	out, code = deployTo(staging)
+	require.Equal(t, 0, code, out)
+	out, code = promote("--min-age", "0s")
+	assert.Equal(t, 8, code, "no gate recorded: %s", out)
+	assert.Contains(t, out, "records no passed quality gate")
+
+	out, code = deployTo(staging, "--gate-report", writeReport(t, "1", true))
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "model alias "+staging+" of digits now points at 1")
+	out, code = promote()
+	assert.Equal(t, 8, code, "younger than the default --min-age: %s", out)
+	assert.Contains(t, out, "promotions need 15m0s")
+
+	out, code = promote("--min-age", "0s")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "promoted "+reg.Addr+"/digits@sha256:")
+	out, code = c.run("state", "show", "--env", staging)
+	require.Equal(t, 0, code, out)
+	stagingImage := regexp.MustCompile(`current: \S+ git \S+ image (\S+)`).FindStringSubmatch(out)
+	require.Len(t, stagingImage, 2, out)
+	assert.Contains(t, out, "gate: passed")
+	out, code = c.run("state", "show", "--env", production)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "image "+stagingImage[1]+" deployed", "production runs staging's image, by digest")
+	assert.Contains(t, out, "promoted from "+staging)
+
+	out, code = c.run("--json", "model", "alias", "ls", "--name", "digits")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, `"`+production+`"`, "promote moved production's alias")
+	assert.Contains(t, out, `"`+staging+`"`)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/modelship/modelship/internal/deploy/docker"
 	"github.com/modelship/modelship/internal/deploy/imageref"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
+	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/notify"
 	"github.com/modelship/modelship/serving/oip"
 )
@@ -221,7 +222,7 @@ func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
 func newDeployCmd(g *globals) *cobra.Command {
 	var tf targetFlags
 	var rel deploy.Release
-	var branch, archive string
+	var branch, archive, gateReport string
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "deploy --image REF --model-version V --git-sha SHA --branch main",
@@ -265,6 +266,13 @@ its digest, the model version and the time.`,
 					return err
 				}
 			}
+			var passed *deploystate.GateRecord
+			if gateReport != "" {
+				var err error
+				if passed, err = gateRecord(gateReport, rel); err != nil {
+					return err
+				}
+			}
 			run := startStage(cmd, g, &tf, "deploy", deps.State)
 			run.rec.Model.Name, run.rec.Model.Version = rel.ModelName, rel.ModelVersion
 			run.rec.Inputs["git_sha"], run.rec.Inputs["image"], run.rec.Inputs["branch"] = rel.GitSHA, rel.Image, branch
@@ -272,12 +280,13 @@ its digest, the model version and the time.`,
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch,
-				PipelineRun: tf.pipelineRun, Release: rel, Evidence: run.pointer()})
+				PipelineRun: tf.pipelineRun, Release: rel, Evidence: run.pointer(), Gate: passed})
 			printSteps(cmd, out)
 			run.finish(cmd.Context(), cmd, out, err)
 			if err != nil {
 				return err
 			}
+			moveEnvironmentAlias(cmd, g, tf.env, tf.pipelineRun, out.Deployment)
 			if g.jsonOutput {
 				return writeJSON(cmd.OutOrStdout(), out.Deployment)
 			}
@@ -289,6 +298,7 @@ its digest, the model version and the time.`,
 	bindRelease(cmd, &rel)
 	f := cmd.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "print the Kubernetes manifests the deploy would apply, and apply nothing")
+	f.StringVar(&gateReport, "gate-report", "", "the quality-report.json of the gate this release passed; recorded with the deployment (promotions out of this environment require it)")
 	f.StringVar(&archive, "image-archive", "", "load the image from this tarball into the engine first, tagged --image (no registry needed)")
 	f.StringVar(&branch, "branch", firstEnv("MODELSHIP_BRANCH", "GITHUB_REF_NAME", "CI_COMMIT_BRANCH"), "branch of this run; only main deploys (GITHUB_REF_NAME, CI_COMMIT_BRANCH)")
 	return cmd

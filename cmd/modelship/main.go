@@ -51,12 +51,12 @@ var exitMeanings = []struct {
 	{exitOK, "success"},
 	{exitFailure, "failure not covered below"},
 	{exitUsage, "usage error: a bad flag, name, version, SHA, environment or project file"},
-	{exitNotFound, "not found: no such model, version, commit, image or deploy state"},
-	{exitIntegrity, "integrity failure: sha256 mismatch, corrupt manifest, `deploy_state.json` or baseline, stale state"},
+	{exitNotFound, "not found: no such model, version, alias, commit, image or deploy state"},
+	{exitIntegrity, "integrity failure: sha256 mismatch, corrupt manifest, `aliases.json`, `deploy_state.json` or baseline, stale state"},
 	{exitConflict, "conflict: the version exists with other bytes, or the state kept changing"},
 	{exitHalted, "halted: a person must run `modelship state resume`"},
 	{exitUnreachable, "unreachable: the S3 endpoint or the Docker engine did not answer"},
-	{exitRefused, "refused: deploys run only for `main`; the release's model name or version disagrees with its image; nothing earlier to roll back to"},
+	{exitRefused, "refused: deploys run only for `main`; the release's model name or version disagrees with its image; nothing earlier to roll back to; the promotion's source is not live, gated, verified or old enough"},
 	{exitUnverified, "verification failed: the new server never got ready or failed its smoke inference; the previous one keeps serving"},
 }
 
@@ -122,13 +122,14 @@ func (u usageError) Unwrap() error { return u.error }
 func exitCode(err error) int {
 	var usage usageError
 	switch {
-	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, deploystate.ErrInvalidInput),
+	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidInput), errors.Is(err, deploystate.ErrInvalidInput),
 		errors.Is(err, inference.ErrInvalidModel), errors.Is(err, deploy.ErrNoSmokeInput), errors.Is(err, kubernetes.ErrCannotSmoke),
 		errors.Is(err, project.ErrInvalid):
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
-	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch), errors.Is(err, deploystate.ErrNothingToRollBackTo):
+	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch), errors.Is(err, deploystate.ErrNothingToRollBackTo),
+		errors.Is(err, deploy.ErrPromotionRefused):
 		return exitRefused
 	case errors.Is(err, deploy.ErrVerification), errors.Is(err, kubernetes.ErrRolloutStuck):
 		return exitUnverified
@@ -169,7 +170,7 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.stderr = root.ErrOrStderr
 	g.register(root)
-	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newManifestsCmd(), newEvidenceCmd())
+	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newPromoteCmd(g), newManifestsCmd(), newEvidenceCmd())
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() {
 			asGroup(c)

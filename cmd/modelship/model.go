@@ -20,7 +20,7 @@ import (
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Push, pull and list model versions in the registry"}
-	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g), newModelInspectCmd(g))
+	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g), newModelInspectCmd(g), newModelAliasCmd(g))
 	return cmd
 }
 
@@ -112,11 +112,12 @@ func newModelPullCmd(g *globals) *cobra.Command {
 	var opts refOptions
 	var out string
 	cmd := &cobra.Command{
-		Use:   "pull --name NAME [--version VERSION | --git-sha SHA [--pinned-from modelship.json]] [-o FILE]",
+		Use:   "pull --name NAME [--version VERSION | --alias ALIAS | --git-sha SHA [--pinned-from modelship.json]] [-o FILE]",
 		Short: "Fetch a model version, verified by sha256, through the local cache",
-		Long: `Fetch NAME@VERSION (default: latest), or the newest version pushed from a git SHA (7+ digits).
-With --pinned-from, a commit that pushed no model gets the version that file pins
-(model.version), so a code-only commit ships the pinned model.
+		Long: `Fetch NAME@VERSION (default: latest), the version an alias points at (--alias production), or
+the newest version pushed from a git SHA (7+ digits). With --pinned-from, a commit that pushed
+no model gets the version that file pins (model.version), so a code-only commit ships the
+pinned model.
 Every byte is checked against the sha256 recorded at push; a mismatch fails (exit 4) and writes
 nothing. A second pull of the same digest is served from the cache and transfers nothing.`,
 		Example: `  modelship model pull --name digits --git-sha $(git rev-parse HEAD) --pinned-from modelship.json -o build/model.onnx`,
@@ -144,6 +145,9 @@ nothing. A second pull of the same digest is served from the cache and transfers
 			if res.ResolvedBy == manifest.ResolvedByPin {
 				fmt.Fprintf(cmd.OutOrStdout(), "no version was pushed from git %s: %s pins %s\n", short(ref.GitSHA), opts.pinnedFrom, m.Version)
 			}
+			if ref.Alias != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "chosen by %s\n", res.ResolvedBy)
+			}
 			return nil
 		},
 	}
@@ -152,8 +156,8 @@ nothing. A second pull of the same digest is served from the cache and transfers
 	return cmd
 }
 
-// refOptions select a model version on pull and resolve: by version, "latest", or git SHA with
-// the project file's pin as the fallback.
+// refOptions select a model version on pull and resolve: by version, "latest", alias, or git
+// SHA with the project file's pin as the fallback.
 type refOptions struct {
 	ref        registry.Ref
 	pinnedFrom string
@@ -164,10 +168,14 @@ func (o *refOptions) register(cmd *cobra.Command) {
 	f.StringVar(&o.ref.Name, "name", "", "model name (required)")
 	f.StringVar(&o.ref.Version, "version", "", "version, or 'latest' (the default)")
 	f.StringVar(&o.ref.GitSHA, "git-sha", "", "commit SHA the version was pushed from (7+ hex digits)")
+	f.StringVar(&o.ref.Alias, "alias", "", "alias whose version to take (production, champion, ...; 'model alias ls' lists them)")
 	f.StringVar(&o.pinnedFrom, "pinned-from", "", "project file whose model.version a --git-sha that pushed no model falls back to (modelship.json)")
 	_ = cmd.MarkFlagRequired("name")
 	cmd.MarkFlagsMutuallyExclusive("version", "git-sha")
 	cmd.MarkFlagsMutuallyExclusive("version", "pinned-from")
+	cmd.MarkFlagsMutuallyExclusive("alias", "version")
+	cmd.MarkFlagsMutuallyExclusive("alias", "git-sha")
+	cmd.MarkFlagsMutuallyExclusive("alias", "pinned-from")
 }
 
 // resolved is the Ref to look up: the pin read, and "latest" when nothing else was asked for.
@@ -180,7 +188,7 @@ func (o *refOptions) resolved() (registry.Ref, error) {
 		}
 		ref.Pinned = pinned
 	}
-	if ref.Version == "" && ref.GitSHA == "" {
+	if ref.Version == "" && ref.GitSHA == "" && ref.Alias == "" {
 		ref.Version = registry.Latest
 	}
 	return ref, nil
@@ -216,10 +224,10 @@ func pinnedVersion(path, name string) (string, error) {
 func newModelResolveCmd(g *globals) *cobra.Command {
 	var opts refOptions
 	cmd := &cobra.Command{
-		Use:   "resolve --name NAME [--version VERSION | --git-sha SHA [--pinned-from modelship.json]]",
+		Use:   "resolve --name NAME [--version VERSION | --alias ALIAS | --git-sha SHA [--pinned-from modelship.json]]",
 		Short: "Say which version a pull would fetch, downloading nothing",
-		Long: `Resolve NAME@VERSION, "latest", or a git SHA (with --pinned-from, falling back to the version
-the project file pins) to one immutable version, and print its manifest. Pipelines resolve afresh
+		Long: `Resolve NAME@VERSION, "latest", an alias, or a git SHA (with --pinned-from, falling back to the
+version the project file pins) to one immutable version, and print its manifest. Pipelines resolve afresh
 on every run and then pull that exact version, which they may cache.`,
 		Args: requireArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

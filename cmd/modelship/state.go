@@ -55,6 +55,15 @@ func printState(w io.Writer, st *deploystate.State, where string) {
 	} else {
 		c := st.Current
 		fmt.Fprintf(w, "current: %s@%s git %s image %s deployed %s\n", c.ModelName, c.ModelVersion, short(c.GitSHA), c.Image, c.DeployedAt.Format(time.RFC3339))
+		if c.ImageID != "" {
+			fmt.Fprintf(w, "  image id: %s\n", c.ImageID)
+		}
+		if c.Gate != nil {
+			fmt.Fprintf(w, "  gate: passed %s (%s; report sha256:%.12s)\n", c.Gate.At.Format(time.RFC3339), c.Gate.Summary, c.Gate.ReportSHA256)
+		}
+		if p := c.PromotedFrom; p != nil {
+			fmt.Fprintf(w, "  promoted from %s, where it went live %s (evidence %s)\n", p.Environment, p.DeployedAt.Format(time.RFC3339), or(p.Evidence, "none recorded"))
+		}
 	}
 	for i, d := range st.History {
 		if i == 5 {
@@ -93,4 +102,12 @@ func newStateResumeCmd(g *globals) *cobra.Command {
 	_ = cmd.MarkFlagRequired("by")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd
+}
+
+// or is value, or fallback when value is empty.
+func or(value, fallback string) string {
+	if value == "" {
+		return fallback
+	}
+	return value
 }

@@ -32,6 +32,10 @@ type DeployRequest struct {
 	PipelineRun string
 	Release     Release
 	Evidence    string // where this run's evidence.json is kept, recorded with the deployment
+	// Gate is the quality gate the release passed, recorded with it (promotions require one).
+	Gate *deploystate.GateRecord
+	// PromotedFrom is set by Promote: the deployment elsewhere this one copies.
+	PromotedFrom *deploystate.Promotion
 }
 
 // Outcome says what a deploy or rollback did.
@@ -65,7 +69,7 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("deploy %s to %s (%s): %w", req.Release.Image, req.Environment, deps.Target.Name(), err)
 	}
 	d := deployment(req.Release, res, deps.Target.Name(), req.PipelineRun)
-	d.Evidence = req.Evidence
+	d.Evidence, d.Gate, d.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
 	st, err := deps.State.RecordDeploy(ctx, req.Environment, d)
 	if err != nil {
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, deps.putBack(ctx, req, prev, err)

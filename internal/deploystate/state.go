@@ -75,6 +75,28 @@ type Deployment struct {
 	Smoke *SmokeSample `json:"smoke,omitempty"`
 	// NoSmoke records a deployment that took traffic without a smoke inference (--no-smoke).
 	NoSmoke bool `json:"no_smoke,omitempty"`
+	// Gate is the quality gate this release passed, when the deploy was given its report: what
+	// a promotion out of this environment requires.
+	Gate *GateRecord `json:"gate,omitempty"`
+	// PromotedFrom links the deployment in another environment this one is a promotion of.
+	PromotedFrom *Promotion `json:"promoted_from,omitempty"`
+}
+
+// GateRecord is the quality gate a deployed release passed.
+type GateRecord struct {
+	Passed       bool      `json:"passed"`
+	Summary      string    `json:"summary"`       // the metrics against their floors, one line
+	ReportSHA256 string    `json:"report_sha256"` // of the quality-report.json the deploy was given
+	At           time.Time `json:"at"`            // when the gate ran
+}
+
+// Promotion names the deployment a promotion copied: the same image digest and model version,
+// its evidence, and when it went live there.
+type Promotion struct {
+	Environment string    `json:"environment"`
+	DeployedAt  time.Time `json:"deployed_at"`
+	Evidence    string    `json:"evidence,omitempty"`
+	PipelineRun string    `json:"pipeline_run,omitempty"`
 }
 
 // SmokeSample is one input row and the class the model must predict for it.
@@ -111,7 +133,8 @@ type Resume struct {
 }
 
 var (
-	envRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,62})$`)
+	envRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,62})$`)
+	sha256Re = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // ValidateEnvironment checks an environment name before it becomes part of an object key.
@@ -184,6 +207,12 @@ func (d Deployment) Validate() error {
 	}
 	if d.Smoke != nil && (len(d.Smoke.Input) == 0 || d.Smoke.Label < 0 || !finite(d.Smoke.Input)) {
 		problems = append(problems, "smoke needs a non-empty input of finite values and a label >= 0")
+	}
+	if g := d.Gate; g != nil && (!sha256Re.MatchString(g.ReportSHA256) || g.At.IsZero()) {
+		problems = append(problems, "gate needs report_sha256 (64 hex digits) and at")
+	}
+	if p := d.PromotedFrom; p != nil && (ValidateEnvironment(p.Environment) != nil || p.DeployedAt.IsZero()) {
+		problems = append(problems, "promoted_from needs a valid environment and deployed_at")
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, ", "))

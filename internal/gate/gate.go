@@ -18,7 +18,7 @@ import (
 
 // Config says what to gate and against what. Exactly one model source is used, in this
 // order: ServerURL (a server already running the candidate), the registry (when Ref names a
-// version or SHA), ModelFile.
+// version, SHA or alias), ModelFile.
 type Config struct {
 	BaselinePath string
 	FixturePath  string
@@ -40,7 +40,7 @@ type Config struct {
 	S3           objstore.Config // registry access, when Ref is used
 	ModelsBucket string
 	CacheDir     string
-	Ref          registry.Ref // Version or GitSHA selects a registry version
+	Ref          registry.Ref // Version, GitSHA or Alias selects a registry version
 
 	ModelFile string // a local ONNX file
 	// Serve runs a loaded model file (or registry version) on a local address until stop is
@@ -65,6 +65,7 @@ type Config struct {
 //	MODELSHIP_MODEL_NAME     model name (default: modelship.json's, else the baseline's)
 //	MODELSHIP_MODEL_VERSION  registry version ("latest" allowed), or the running server's version
 //	MODELSHIP_GIT_SHA        registry version pushed from this commit
+//	MODELSHIP_MODEL_ALIAS    registry version an alias points at (champion, production, ...)
 //	MODELSHIP_MODEL_FILE     a local ONNX file (default models/digits-reference.onnx)
 //	AWS_* and MODELSHIP_MODELS_BUCKET, MODELSHIP_CACHE_DIR for the registry
 func ConfigFromEnv(root string) Config {
@@ -116,7 +117,7 @@ func ConfigFromEnv(root string) Config {
 		cfg.BaselinePath = under(root, v)
 	}
 	if cfg.ServerURL == "" {
-		cfg.Ref = registry.Ref{Version: cfg.ModelVersion, GitSHA: os.Getenv("MODELSHIP_GIT_SHA")}
+		cfg.Ref = registry.Ref{Version: cfg.ModelVersion, GitSHA: os.Getenv("MODELSHIP_GIT_SHA"), Alias: os.Getenv("MODELSHIP_MODEL_ALIAS")}
 	}
 	return cfg
 }
@@ -246,7 +247,7 @@ func candidate(ctx context.Context, cfg Config, id ModelIdentity) (*oip.Client, 
 		return client, id, noop, nil
 	}
 	file := cfg.ModelFile
-	if cfg.Ref.Version != "" || cfg.Ref.GitSHA != "" {
+	if cfg.Ref.Version != "" || cfg.Ref.GitSHA != "" || cfg.Ref.Alias != "" {
 		pulled, manifest, err := pullCandidate(ctx, cfg, id.Name)
 		if err != nil {
 			return nil, id, noop, err

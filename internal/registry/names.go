@@ -14,6 +14,7 @@ var (
 	ValidateName    = manifest.ValidateName
 	ValidateVersion = manifest.ValidateVersion
 	ValidateGitSHA  = manifest.ValidateGitSHA
+	ValidateAlias   = manifest.ValidateAlias
 )
 
 // Latest is the version selector that resolves to the newest pushed version.

@@ -22,7 +22,8 @@ type PullResult struct {
 	Path            string
 	CacheHit        bool
 	BytesDownloaded int64
-	// ResolvedBy says how the version was chosen: version, latest, git-sha or pin.
+	// ResolvedBy says how the version was chosen: version, latest, git-sha, pin, or
+	// "alias production → 1.2.0" (manifest.AliasResolution).
 	ResolvedBy string
 }
 

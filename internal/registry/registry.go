@@ -1,5 +1,5 @@
-// Package registry keeps model artifacts on S3: immutable versions, found by version or by the
-// git SHA they were built from, verified by sha256 on every pull, optionally stored gzip'd, with
+// Package registry keeps model artifacts on S3: immutable versions, found by version, by the
+// git SHA they were built from or by an alias (champion, production) that moves, verified by sha256 on every pull, optionally stored gzip'd, with
 // a local cache keyed by digest so a second pull of the same bytes transfers nothing.
 //
 // Layout in the bucket:
@@ -7,6 +7,7 @@
 //	<name>/blobs/sha256/<digest>[.gz]           the artifact, content-addressed
 //	<name>/versions/<version>/manifest.json      the version: digest, git SHA, metadata (written last)
 //	<name>/by-sha/<git-sha>/<version>            index for lookups by commit
+//	<name>/aliases.json                          alias -> version, and the log of changes (compare-and-swap)
 package registry
 
 import (

@@ -17,11 +17,13 @@ import (
 	"github.com/modelship/modelship/internal/registry/manifest"
 )
 
-// Ref selects a version: by Version (or "latest"), or by GitSHA (full or at least 7 digits).
+// Ref selects a version: by Version (or "latest"), by GitSHA (full or at least 7 digits), or
+// by Alias (the version the alias points at when looked up). Give one of the three.
 type Ref struct {
 	Name    string
 	Version string
 	GitSHA  string
+	Alias   string
 	// Pinned is the version a GitSHA falls back to when no version was pushed from that
 	// commit: the one the repository pins (modelship.json), so a code-only commit ships the
 	// pinned model instead of failing.
@@ -29,6 +31,9 @@ type Ref struct {
 }
 
 func (ref Ref) String() string {
+	if ref.Alias != "" {
+		return ref.Name + "@alias:" + ref.Alias
+	}
 	if ref.GitSHA != "" {
 		return ref.Name + "@sha:" + ref.GitSHA
 	}
@@ -54,6 +59,14 @@ func (r *Registry) Lookup(ctx context.Context, ref Ref) (*Manifest, string, erro
 	switch {
 	case ref.GitSHA != "" && ref.Version != "":
 		return nil, "", fmt.Errorf("%w: give a version or a git SHA, not both", ErrInvalidName)
+	case ref.Alias != "" && (ref.Version != "" || ref.GitSHA != "" || ref.Pinned != ""):
+		return nil, "", fmt.Errorf("%w: alias %q selects the version by itself; give an alias, a version or a git SHA (with its pin), not several", ErrInvalidName, ref.Alias)
+	case ref.Alias != "":
+		m, err := r.resolveAlias(ctx, ref.Name, ref.Alias)
+		if err != nil {
+			return nil, "", err
+		}
+		return m, manifest.AliasResolution(ref.Alias, m.Version), nil
 	case ref.GitSHA != "":
 		m, err := r.resolveSHA(ctx, ref.Name, ref.GitSHA)
 		if errors.Is(err, ErrNotFound) && ref.Pinned != "" {

@@ -27,10 +27,19 @@ const (
 	ResolvedByLatest  = "latest"
 	ResolvedByGitSHA  = "git-sha"
 	ResolvedByPin     = "pin"
+	// ResolvedByAlias begins the ResolvedBy of a lookup by alias, which also names the alias
+	// and the version it pointed at then: see AliasResolution.
+	ResolvedByAlias = "alias"
 )
 
+// AliasResolution is the ResolvedBy of a lookup by alias: "alias production → 1.2.0". An alias
+// moves, so the record of a pull keeps where it pointed at the time.
+func AliasResolution(alias, version string) string {
+	return ResolvedByAlias + " " + alias + " → " + version
+}
+
 // Resolution is what `modelship --json model resolve` prints: the version a pull would fetch,
-// and how it was chosen (one of the ResolvedBy values).
+// and how it was chosen (one of the ResolvedBy values, or an AliasResolution).
 type Resolution struct {
 	Manifest   Manifest `json:"manifest"`
 	ResolvedBy string   `json:"resolved_by"`

@@ -17,6 +17,10 @@ var ErrInvalidName = errors.New("invalid name")
 var (
 	nameRe    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]|\.[a-z0-9_-]){0,62}$`)
 	versionRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_+-]|\.[A-Za-z0-9_+-]){0,127}$`)
+	aliasRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	// versionLike is what people write as a version ("v2", "v1-rc1"); an alias spelled so would
+	// read as a version in every log and command line it appears in.
+	versionLike = regexp.MustCompile(`^v[0-9]`)
 )
 
 // Latest is the version selector that resolves to the newest pushed version.
@@ -37,6 +41,21 @@ func ValidateVersion(version string) error {
 	}
 	if !versionRe.MatchString(version) {
 		return fmt.Errorf("%w: version %q: use 1-128 letters, digits, '-', '_', '+' or '.', starting with a letter or digit (no slashes, no '..')", ErrInvalidName, version)
+	}
+	return nil
+}
+
+// ValidateAlias checks a model alias (champion, production, ...): 1-63 lower-case letters,
+// digits, '-' and '_', starting with a letter. It refuses what could be taken for a version:
+// no dots, no leading digit, not "v" and a digit, not "latest".
+func ValidateAlias(alias string) error {
+	switch {
+	case alias == Latest:
+		return fmt.Errorf("%w: alias %q is the selector of the newest version; pick another", ErrInvalidName, alias)
+	case !aliasRe.MatchString(alias):
+		return fmt.Errorf("%w: alias %q: use 1-63 lower-case letters, digits, '-' or '_', starting with a letter (e.g. champion, production)", ErrInvalidName, alias)
+	case versionLike.MatchString(alias):
+		return fmt.Errorf("%w: alias %q reads as a version; aliases name a role (champion, production), not a version", ErrInvalidName, alias)
 	}
 	return nil
 }
