@@ -106,7 +106,7 @@ func (m *Modelship) Sbom(
 	// +optional
 	modelVersion string,
 ) (*dagger.File, error) {
-	img, _, err := m.image(ctx, gitSha, modelVersion)
+	img, _, _, err := m.image(ctx, gitSha, modelVersion)
 	if err != nil {
 		return nil, err
 	}

@@ -97,6 +97,12 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		BuildDir            string
 		Port                int
 		HealthPath          string
+		Backend             string
+		OrtLibrary          string
+		OrtURL              string
+		OrtSHA256           string
+		OnnxruntimeImage    string
+		Platforms           []string
 		Fixture             string
 		Baseline            string
 		SmokeSample         int
@@ -138,6 +144,12 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.BuildDir = r.BuildDir
 	concrete.Port = r.Port
 	concrete.HealthPath = r.HealthPath
+	concrete.Backend = r.Backend
+	concrete.OrtLibrary = r.OrtLibrary
+	concrete.OrtURL = r.OrtURL
+	concrete.OrtSHA256 = r.OrtSHA256
+	concrete.OnnxruntimeImage = r.OnnxruntimeImage
+	concrete.Platforms = r.Platforms
 	concrete.Fixture = r.Fixture
 	concrete.Baseline = r.Baseline
 	concrete.SmokeSample = r.SmokeSample
@@ -183,6 +195,12 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		BuildDir            string
 		Port                int
 		HealthPath          string
+		Backend             string
+		OrtLibrary          string
+		OrtURL              string
+		OrtSHA256           string
+		OnnxruntimeImage    string
+		Platforms           []string
 		Fixture             string
 		Baseline            string
 		SmokeSample         int
@@ -228,6 +246,12 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.BuildDir = concrete.BuildDir
 	r.Port = concrete.Port
 	r.HealthPath = concrete.HealthPath
+	r.Backend = concrete.Backend
+	r.OrtLibrary = concrete.OrtLibrary
+	r.OrtURL = concrete.OrtURL
+	r.OrtSHA256 = concrete.OrtSHA256
+	r.OnnxruntimeImage = concrete.OnnxruntimeImage
+	r.Platforms = concrete.Platforms
 	r.Fixture = concrete.Fixture
 	r.Baseline = concrete.Baseline
 	r.SmokeSample = concrete.SmokeSample
@@ -456,6 +480,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
 			return (*Modelship).Lint(&parent, ctx)
+		case "Promote":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var from string
+			if inputArgs["from"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["from"]), &from)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg from", err))
+				}
+			}
+			var minAge string
+			if inputArgs["minAge"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["minAge"]), &minAge)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg minAge", err))
+				}
+			}
+			return (*Modelship).Promote(&parent, ctx, from, minAge)
 		case "PromoteBaseline":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -735,7 +780,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg trivyImage", err))
 				}
 			}
-			return (*Modelship).WithBaseImages(&parent, goImage, runtimeImage, minioImage, registryImage, trivyImage), nil
+			var onnxruntimeImage string
+			if inputArgs["onnxruntimeImage"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["onnxruntimeImage"]), &onnxruntimeImage)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg onnxruntimeImage", err))
+				}
+			}
+			return (*Modelship).WithBaseImages(&parent, goImage, runtimeImage, minioImage, registryImage, trivyImage, onnxruntimeImage), nil
 		case "WithDockerSSH":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -792,6 +844,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
 			return (*Modelship).WithInsecureDockerHost(&parent), nil
+		case "WithPlatforms":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var platforms []string
+			if inputArgs["platforms"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["platforms"]), &platforms)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg platforms", err))
+				}
+			}
+			return (*Modelship).WithPlatforms(&parent, platforms)
 		case "WithRegistry":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

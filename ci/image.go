@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
@@ -49,16 +52,16 @@ func (m *Modelship) registryRef(gitSha string) (string, *dagger.Service, error) 
 }
 
 // image builds the server image of the model for gitSha (or modelVersion).
-func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*dagger.Container, resolution, error) {
+func (m *Modelship) image(ctx context.Context, gitSha, modelVersion string) (*dagger.Container, resolution, variant, error) {
 	if err := pipeline.ValidateGitSHA(gitSha); err != nil {
-		return nil, resolution{}, err
+		return nil, resolution{}, variant{}, err
 	}
 	model, res, err := m.pullModel(ctx, modelVersion, gitSha)
 	if err != nil {
-		return nil, res, err
+		return nil, res, variant{}, err
 	}
-	img, err := m.serverImage(ctx, model, res, gitSha)
-	return img, res, err
+	img, v, err := m.serverImage(ctx, model, res, gitSha)
+	return img, res, v, err
 }
 
 // candidateFile is where the model goes in the build context; the Dockerfile gets it as MODEL_FILE.
@@ -67,34 +70,103 @@ const candidateFile = "modelship/candidate.onnx"
 // serverImage builds the server image with the model placed in the build context and the
 // project's smoke inference in its label: modelship's serving/Dockerfile, or the project's own
 // (modelship.json serving.server "dockerfile"), given the same build arguments.
-func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, error) {
+func (m *Modelship) serverImage(ctx context.Context, model *dagger.File, res resolution, revision string) (*dagger.Container, variant, error) {
 	smoke, err := m.smokeLabel(ctx)
 	if err != nil {
-		return nil, err
+		return nil, variant{}, err
 	}
-	buildDir, dockerfile := m.buildContext(), "serving/Dockerfile"
+	v, err := m.variant(ctx, model)
+	if err != nil {
+		return nil, v, err
+	}
+	args := append([]dagger.BuildArg{
+		{Name: "GO_IMAGE", Value: m.GoImage},
+		{Name: "RUNTIME_IMAGE", Value: v.runtimeImage},
+		{Name: "MODEL_FILE", Value: candidateFile},
+		{Name: "MODEL_NAME", Value: m.ModelName},
+		{Name: "MODEL_VERSION", Value: res.Manifest.Version},
+		{Name: "REVISION", Value: revision},
+		{Name: "SMOKE", Value: smoke},
+	}, v.args...)
+	v.buildArgs = args
+	v.context = v.context.WithFile(candidateFile, model)
+	return v.build(""), v, nil
+}
+
+// build builds the variant for platform ("" is the engine's own).
+func (v variant) build(platform dagger.Platform) *dagger.Container {
+	return v.context.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: v.dockerfile, BuildArgs: v.buildArgs, Platform: platform})
+}
+
+// platformImages are the images build-image pushes as one index: one per platform for
+// modelship's static image and the project's own (serving/Dockerfile cross-compiles; a project's
+// Dockerfile must too, or with-platforms names fewer), the engine's platform only for the ONNX
+// Runtime image, whose cgo build needs a C compiler for the target.
+func (m *Modelship) platformImages(native *dagger.Container, v variant) ([]*dagger.Container, []string) {
+	if v.backend == project.BackendONNXRuntime || len(m.Platforms) == 0 {
+		return []*dagger.Container{native}, nil
+	}
+	imgs := make([]*dagger.Container, len(m.Platforms))
+	for i, p := range m.Platforms {
+		imgs[i] = v.build(dagger.Platform(p))
+	}
+	return imgs, m.Platforms
+}
+
+// variant is which image a model gets: the project's own Dockerfile, modelship's static
+// gonnx image, or modelship's ONNX Runtime image.
+type variant struct {
+	backend      string // "" for the project's own server
+	context      *dagger.Directory
+	dockerfile   string
+	runtimeImage string
+	args         []dagger.BuildArg // the variant's own build arguments
+	buildArgs    []dagger.BuildArg // all of them, set by serverImage
+}
+
+// ortContextDir is where a library from the project goes in the build context; the one
+// folder of it serving/onnxruntime.Dockerfile copies ORT_LIBRARY from.
+const ortContextDir = "onnxruntime"
+
+// variant picks the image for model: modelship.json's serving.backend, or with "auto" what
+// `modelship model inspect` says the server would pick (gonnx when gonnx runs the model).
+func (m *Modelship) variant(ctx context.Context, model *dagger.File) (variant, error) {
 	if m.Server == project.ServerDockerfile {
-		buildDir, dockerfile = m.Source.Directory(m.BuildDir), m.Dockerfile
+		return variant{context: m.Source.Directory(m.BuildDir), dockerfile: m.Dockerfile, runtimeImage: m.RuntimeImage}, nil
 	}
-	return buildDir.
-		WithFile(candidateFile, model).
-		DockerBuild(dagger.DirectoryDockerBuildOpts{
-			Dockerfile: dockerfile,
-			BuildArgs: []dagger.BuildArg{
-				{Name: "GO_IMAGE", Value: m.GoImage},
-				{Name: "RUNTIME_IMAGE", Value: m.RuntimeImage},
-				{Name: "MODEL_FILE", Value: candidateFile},
-				{Name: "MODEL_NAME", Value: m.ModelName},
-				{Name: "MODEL_VERSION", Value: res.Manifest.Version},
-				{Name: "REVISION", Value: revision},
-				{Name: "SMOKE", Value: smoke},
-			},
-		}), nil
+	backend := m.Backend
+	if backend == "" || backend == project.BackendAuto {
+		out, err := m.tooled().
+			WithFile("/inspect/model.onnx", model).
+			WithExec([]string{"modelship", "--json", "model", "inspect", "/inspect/model.onnx"}).
+			Stdout(ctx)
+		if err != nil {
+			return variant{}, failed("inspect the model for its backend", err)
+		}
+		var info struct{ Backend string }
+		if err := json.Unmarshal([]byte(out), &info); err != nil {
+			return variant{}, fmt.Errorf("read model inspect's output: %w", err)
+		}
+		backend = info.Backend
+	}
+	if backend != project.BackendONNXRuntime {
+		return variant{backend: project.BackendGonnx, context: m.buildContext(), dockerfile: "serving/Dockerfile", runtimeImage: m.RuntimeImage}, nil
+	}
+	v := variant{backend: backend, context: m.buildContext(), dockerfile: "serving/onnxruntime.Dockerfile", runtimeImage: m.OnnxruntimeImage}
+	switch {
+	case m.OrtLibrary != "":
+		file := ortContextDir + "/" + path.Base(m.OrtLibrary)
+		v.context = v.context.WithFile(file, m.Source.File(m.OrtLibrary))
+		v.args = []dagger.BuildArg{{Name: "ORT_LIBRARY", Value: file}, {Name: "ORT_SHA256", Value: m.OrtSHA256}}
+	case m.OrtURL != "":
+		v.args = []dagger.BuildArg{{Name: "ORT_LIBRARY_URL", Value: m.OrtURL}, {Name: "ORT_SHA256", Value: m.OrtSHA256}}
+	}
+	return v, nil
 }
 
 // service runs a pulled model's server image as a service on the project's port.
 func (m *Modelship) service(ctx context.Context, model *dagger.File, res resolution) (*dagger.Service, error) {
-	img, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
+	img, _, err := m.serverImage(ctx, model, res, res.Manifest.GitSHA)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +220,7 @@ func (m *Modelship) BuildImage(
 	modelVersion string,
 ) (*Stage, error) {
 	started := time.Now()
-	img, res, err := m.image(ctx, gitSha, modelVersion)
+	img, res, v, err := m.image(ctx, gitSha, modelVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -156,27 +228,34 @@ func (m *Modelship) BuildImage(
 	if err != nil {
 		return nil, err
 	}
+	imgs, platforms := m.platformImages(img, v)
 	if m.RegistryPassword != nil {
-		img = img.WithRegistryAuth(m.Registry, m.RegistryUsername, m.RegistryPassword)
+		for i := range imgs {
+			imgs[i] = imgs[i].WithRegistryAuth(m.Registry, m.RegistryUsername, m.RegistryPassword)
+		}
 	}
-	digest, err := img.Publish(ctx, ref, dagger.ContainerPublishOpts{RegistryService: svc})
+	digest, err := imgs[0].Publish(ctx, ref, dagger.ContainerPublishOpts{RegistryService: svc, PlatformVariants: imgs[1:]})
 	if err != nil {
 		return nil, fmt.Errorf("push %s: %w", ref, err)
+	}
+	pushed := strings.Join(platforms, ",")
+	if pushed == "" {
+		pushed = "the engine's platform only (the ONNX Runtime image's cgo build does not cross-compile)"
 	}
 	goBase, err := dag.Container().From(m.GoImage).ImageRef(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", m.GoImage, err)
 	}
-	runtimeBase, err := dag.Container().From(m.RuntimeImage).ImageRef(ctx)
+	runtimeBase, err := dag.Container().From(v.runtimeImage).ImageRef(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", m.RuntimeImage, err)
+		return nil, fmt.Errorf("resolve %s: %w", v.runtimeImage, err)
 	}
 	evidence := m.Cli().
 		WithEnvVariable("MODELSHIP_COMMIT", gitSha).
 		WithExec([]string{"modelship", "evidence", "--stage", "build-image",
 			"--model-name", m.ModelName, "--model-version", res.Manifest.Version, "--model-sha256", res.Manifest.SHA256,
 			"--input", "git_sha=" + gitSha, "--input", "model_sha256=" + res.Manifest.SHA256, "--input", "model_resolved_by=" + res.ResolvedBy,
-			"--input", "go_image=" + goBase, "--input", "runtime_image=" + runtimeBase,
+			"--input", "go_image=" + goBase, "--input", "runtime_image=" + runtimeBase, "--input", "backend=" + or(v.backend, "project dockerfile"), "--input", "platforms=" + pushed,
 			"--config", "registry=" + ref, "--config", "config_source=dagger call arguments",
 			"--output", "image=" + digest, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
 			"--out", evidenceDir + "/evidence.json"}).

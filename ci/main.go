@@ -104,6 +104,18 @@ type Modelship struct {
 	// +private
 	HealthPath string
 	// +private
+	Backend string
+	// +private
+	OrtLibrary string
+	// +private
+	OrtURL string
+	// +private
+	OrtSHA256 string
+	// +private
+	OnnxruntimeImage string
+	// +private
+	Platforms []string
+	// +private
 	Fixture string
 	// +private
 	Baseline string
@@ -179,7 +191,7 @@ func New(
 	if err != nil {
 		return nil, err
 	}
-	return &Modelship{
+	m := &Modelship{
 		Source: source, Toolchain: toolchain, Environment: environment, ModelName: proj.model, ImageRepository: or(imageRepository, "modelship/"+proj.model),
 		Server: proj.serving.Server, Dockerfile: proj.serving.Dockerfile, BuildDir: proj.serving.Context,
 		Port: proj.serving.Port, HealthPath: proj.serving.HealthPath, Fixture: proj.fixture, Baseline: proj.baseline, SmokeSample: proj.sample, Seed: proj.seed,
@@ -187,6 +199,12 @@ func New(
 		// The embedded store's; WithStorage sets a real one's.
 		StorageRegion: defaultRegion, ModelsBucket: defaultModelsBucket, StateBucket: defaultStateBucket,
 		GoImage: defaultGoImage, RuntimeImage: defaultRuntimeImage, MinioImage: defaultMinioImage,
-		RegistryImage: defaultRegistryImage, TrivyImage: defaultTrivyImage,
-	}, nil
+		RegistryImage: defaultRegistryImage, TrivyImage: defaultTrivyImage, OnnxruntimeImage: defaultOnnxruntimeImage,
+		Platforms: defaultPlatforms,
+		Backend:   proj.serving.Backend,
+	}
+	if ort := proj.serving.ONNXRuntime; ort != nil {
+		m.OrtLibrary, m.OrtURL, m.OrtSHA256 = ort.Library, ort.URL, ort.SHA256
+	}
+	return m, nil
 }

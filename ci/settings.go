@@ -2,20 +2,24 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"regexp"
 
 	"github.com/modelship/modelship/ci/internal/dagger"
 )
 
 // Defaults of the settings; a With* call with an empty value keeps them.
 const (
-	defaultRegion        = "us-east-1"
-	defaultModelsBucket  = "models"
-	defaultStateBucket   = "deploy-state"
-	defaultGoImage       = "golang:1.26"
-	defaultRuntimeImage  = "gcr.io/distroless/static-debian12:nonroot"
-	defaultMinioImage    = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
-	defaultRegistryImage = "registry:3"
-	defaultTrivyImage    = "aquasec/trivy:0.67.2"
+	defaultRegion       = "us-east-1"
+	defaultModelsBucket = "models"
+	defaultStateBucket  = "deploy-state"
+	defaultGoImage      = "golang:1.26"
+	defaultRuntimeImage = "gcr.io/distroless/static-debian12:nonroot"
+	// The onnxruntime server links glibc: distroless cc of golang:1.26's Debian release.
+	defaultOnnxruntimeImage = "gcr.io/distroless/cc-debian13:nonroot"
+	defaultMinioImage       = "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"
+	defaultRegistryImage    = "registry:3"
+	defaultTrivyImage       = "aquasec/trivy:0.67.2"
 )
 
 // WithStorage keeps the model registry and the deploy state in an S3 bucket pair instead of the
@@ -141,6 +145,31 @@ func (m *Modelship) WithInsecureDockerHost() *Modelship {
 	return &c
 }
 
+// defaultPlatforms are what build-image pushes, as one index.
+var defaultPlatforms = []string{"linux/amd64", "linux/arm64"}
+
+var platformRe = regexp.MustCompile(`^linux/(amd64|arm64|ppc64le|s390x|riscv64)$`)
+
+// WithPlatforms sets the platforms build-image builds and pushes as one multi-platform index
+// (default linux/amd64 and linux/arm64; the model layer is one blob shared by all). A project
+// Dockerfile that cannot cross-compile names its own platform only.
+func (m *Modelship) WithPlatforms(
+	// Platforms, e.g. linux/amd64,linux/arm64.
+	platforms []string,
+) (*Modelship, error) {
+	if len(platforms) == 0 {
+		return nil, fmt.Errorf("with-platforms needs at least one platform, e.g. --platforms=linux/amd64")
+	}
+	for _, p := range platforms {
+		if !platformRe.MatchString(p) {
+			return nil, fmt.Errorf("with-platforms: %q is not a platform Go builds the server for; use linux/amd64, linux/arm64, linux/ppc64le, linux/s390x or linux/riscv64", p)
+		}
+	}
+	c := *m
+	c.Platforms = platforms
+	return &c, nil
+}
+
 // WithBaseImages pulls the images the pipeline runs on from elsewhere, e.g. a mirror; an
 // argument left out keeps its public default.
 func (m *Modelship) WithBaseImages(
@@ -164,6 +193,11 @@ func (m *Modelship) WithBaseImages(
 	//
 	// +optional
 	trivyImage string,
+	// Runtime base image of model server images with ONNX Runtime, which need glibc and
+	// libstdc++ (default gcr.io/distroless/cc-debian13:nonroot, the Debian release of golang:1.26).
+	//
+	// +optional
+	onnxruntimeImage string,
 ) *Modelship {
 	c := *m
 	c.GoImage = or(goImage, c.GoImage)
@@ -171,6 +205,7 @@ func (m *Modelship) WithBaseImages(
 	c.MinioImage = or(minioImage, c.MinioImage)
 	c.RegistryImage = or(registryImage, c.RegistryImage)
 	c.TrivyImage = or(trivyImage, c.TrivyImage)
+	c.OnnxruntimeImage = or(onnxruntimeImage, c.OnnxruntimeImage)
 	return &c
 }
 

@@ -114,12 +114,19 @@ func (m *Modelship) Deploy(
 	if m.Registry == "" && m.Kubeconfig != nil {
 		return nil, errors.New("a cluster pulls images from a registry: give --registry to deploy to Kubernetes")
 	}
-	img, res, err := m.image(ctx, gitSha, modelVersion)
+	img, res, _, err := m.image(ctx, gitSha, modelVersion)
 	if err != nil {
 		return nil, err
 	}
+	// The release goes out with the gate it passed (the same run as ship's, cached), recorded
+	// with it: what promotions out of this environment require.
+	reports, err := m.passedGate(ctx, res.Manifest.Version, "")
+	if err != nil {
+		return nil, fmt.Errorf("deploy %s@%s: %w", m.ModelName, res.Manifest.Version, err)
+	}
+	c = c.WithFile("/gate/quality-report.json", reports.File("quality-report.json"))
 	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version,
-		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath}
+		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath, "--gate-report", "/gate/quality-report.json"}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
@@ -157,6 +164,31 @@ func (m *Modelship) Rollback(
 	}
 	return runStage(ctx, "roll "+m.Environment+" back", c, []string{"modelship", "rollback", "--reason", reason, "--to", to,
 		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath})
+}
+
+// Promote deploys to this environment (--environment) exactly what --from records as live:
+// the same image digest and model version, verified again here, nothing rebuilt. Refused unless
+// that deployment passed its gate and verification and has been live --min-age, and while either
+// environment is halted. `dagger call --environment=production --docker-host=... promote --from=staging`.
+// Runs on every call.
+//
+// +cache="never"
+func (m *Modelship) Promote(
+	ctx context.Context,
+	// Environment whose live deployment is promoted, e.g. staging.
+	from string,
+	// How long it must have been live there, e.g. 30m.
+	//
+	// +optional
+	// +default="15m"
+	minAge string,
+) (*Stage, error) {
+	c, err := m.deployer()
+	if err != nil {
+		return nil, err
+	}
+	return runStage(ctx, "promote "+from+" to "+m.Environment, c, []string{"modelship", "promote", "--from", from, "--to", m.Environment,
+		"--min-age", minAge, "--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath})
 }
 
 // State prints the environment's deploy_state.json, validated, as it is now.

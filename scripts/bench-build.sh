@@ -36,7 +36,8 @@ build_image() { dagger call --mod="$tree" --source="$tree" with-registry --addre
 # The peer builds what a user of the legacy builder builds: the Dockerfile without its cache
 # mounts, as its own comment says.
 peer() {
-  (cd "$tree" && sed -E 's/--mount=[^ ]+ //g' serving/Dockerfile |
+  # shellcheck disable=SC2016 # a literal $BUILDPLATFORM, dropped
+  (cd "$tree" && sed -E 's/--mount=[^ ]+ //g; s/--platform=\$BUILDPLATFORM //' serving/Dockerfile |
     DOCKER_BUILDKIT=0 docker build -q -f - --build-arg GO_IMAGE="$GO_IMAGE" --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" \
       --build-arg MODEL_FILE="${2:-models/digits-reference.onnx}" -t "modelship-bench-peer:$1" .)
 }
@@ -46,9 +47,17 @@ secs() {
   "$@" >>"$WORK/bench.log" 2>&1 || { tail -30 "$WORK/bench.log" >&2; return 1; }
   awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
 }
+# layers lists the linux/amd64 image's layers of a tag, through the multi-platform index
+# build-image pushes (and plain manifests too).
 layers() {
-  curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
-    "$API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'
+  local accept='Accept: application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+  local ref=$1 m
+  m=$(curl -sf -H "$accept" "$API/v2/modelship/digits/manifests/$ref")
+  if jq -e '.manifests' <<<"$m" >/dev/null; then
+    ref=$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest' <<<"$m")
+    m=$(curl -sf -H "$accept" "$API/v2/modelship/digits/manifests/$ref")
+  fi
+  jq -r '.layers[] | "\(.digest) \(.size)"' <<<"$m"
 }
 # pushed is what a build added to the registry: the bytes of its layers the previous image lacks.
 pushed() { { grep -v -F -f <(cut -d' ' -f1 "$1") "$2" || true; } | awk '{ n++; s += $2 } END { printf "%d layer(s), %.0f bytes", n, s }'; }

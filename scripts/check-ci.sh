@@ -14,12 +14,18 @@ actionlint .github/workflows/*.yml
 echo "check-ci: gitlab-ci-local --list" >&2
 list_jobs() { gitlab-ci-local --list "$@" 2>/dev/null | awk '/^name /{table=1; next} table {print $1}' | tr '\n' ' '; }
 jobs=$(list_jobs)
-for job in validate test-quality build-image deploy rollback; do
+for job in validate test-quality build-image deploy-staging rollback promote-production; do
   [[ " $jobs " == *" $job "* ]] || { echo "check-ci: .gitlab-ci.yml has no job $job (jobs: $jobs)" >&2; exit 1; }
 done
 branch_jobs=$(list_jobs --variable CI_COMMIT_BRANCH=feature-x --ignore-predefined-vars CI_COMMIT_BRANCH)
 [[ " $branch_jobs " == *" test-quality "* ]] || { echo "check-ci: could not list the jobs of a feature branch" >&2; exit 1; }
-[[ " $branch_jobs " != *" deploy "* ]] || { echo "check-ci: deploy must not run on a feature branch" >&2; exit 1; }
+for job in deploy-staging promote-production; do
+  [[ " $branch_jobs " != *" $job "* ]] || { echo "check-ci: $job must not run on a feature branch" >&2; exit 1; }
+done
+gitlab-ci-local --list 2>/dev/null | awk '$1 == "promote-production"' | grep -qw manual ||
+  { echo "check-ci: promote-production must wait for a person (when: manual)" >&2; exit 1; }
+awk '/^  [a-z-]+:$/{job=$1} job == "promote-production:" && /^    environment: production$/{found=1} END{exit !found}' .github/workflows/deploy.yml ||
+  { echo "check-ci: the GitHub promotion must be bound to the production environment" >&2; exit 1; }
 schedule_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=schedule --ignore-predefined-vars CI_PIPELINE_SOURCE)
 [[ "$schedule_jobs" == "evaluate-production " ]] || { echo "check-ci: a scheduled pipeline must run only evaluate-production (got: $schedule_jobs)" >&2; exit 1; }
 mr_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=merge_request_event --ignore-predefined-vars CI_PIPELINE_SOURCE)

@@ -12,6 +12,8 @@
 #   MODELSHIP_GO_IMAGE, MODELSHIP_RUNTIME_IMAGE, MODELSHIP_MINIO_IMAGE, MODELSHIP_REGISTRY_IMAGE,
 #   MODELSHIP_TRIVY_IMAGE  base images for a mirror (passed to with-base-images when set)
 #   E2E_SKIP_SCAN=1    leave out the scan check (trivy and govulncheck are slow)
+#   E2E_ORT_LIBRARY    libonnxruntime.so for the ONNX Runtime image (else the build fetches the
+#                      npm package onnxruntime-node 1.24.3)
 #   E2E_S3_ENDPOINT    an S3 store the engine reaches, for with-storage (left out when unset), with
 #                      its keys in E2E_S3_ACCESS_KEY and E2E_S3_SECRET_KEY
 set -uo pipefail
@@ -145,8 +147,22 @@ check "SBOM is CycloneDX" test "$(jq -r .bomFormat "$WORK/sbom.cdx.json")" = Cyc
 call "sbom function" pass sbom --git-sha="$HEAD" export --path="$WORK/sbom2.cdx.json"
 call "build-image to an external registry" pass with-registry --address="$EXT_REGISTRY" build-image --git-sha="$HEAD" output
 check "external registry lists the SHA tag" has "$(curl -sf "$EXT_API/v2/modelship/digits/tags/list")" "$HEAD"
-config_digest=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-  "$EXT_API/v2/modelship/digits/manifests/$HEAD" | jq -r .config.digest)
+accept='Accept: application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+# manifest REF [ARCH]: the image manifest of a tag or digest; through an index, ARCH's (amd64).
+manifest() {
+  local m
+  m=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$1")
+  if jq -e '.manifests' <<<"$m" >/dev/null; then
+    m=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$(jq -r --arg a "${2:-amd64}" '.manifests[] | select(.platform.architecture == $a) | .digest' <<<"$m")")
+  fi
+  printf '%s' "$m"
+}
+index=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$HEAD")
+check "multi-arch: one index, linux/amd64 and linux/arm64" test "$(jq -r '[.manifests[].platform | "\(.os)/\(.architecture)"] | sort | join(",")' <<<"$index")" = linux/amd64,linux/arm64
+check "multi-arch: both platforms share the model layer" test "$(manifest "$HEAD" amd64 | jq -r '.layers[-2].digest')" = "$(manifest "$HEAD" arm64 | jq -r '.layers[-2].digest')"
+arm_binary=$(manifest "$HEAD" arm64 | jq -r '.layers[-1].digest')
+check "multi-arch: the arm64 server is an AArch64 ELF" bash -c "curl -sf '$EXT_API/v2/modelship/digits/blobs/$arm_binary' | tar -xzO model-server | head -c 20 | od -An -tx1 | tr -d ' \n' | grep -q '^7f454c46.*b700\$'"
+config_digest=$(manifest "$HEAD" | jq -r .config.digest)
 smoke_label=$(curl -sfL "$EXT_API/v2/modelship/digits/blobs/$config_digest" | jq -r '.config.Labels["dev.modelship.smoke"] // empty')
 check "the image carries its smoke inference (label)" test "$(jq -r '.input | length' <<<"${smoke_label:-null}" 2>/dev/null)" = 64
 call "deploy refused off main" fail --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=feature-x
@@ -251,8 +267,7 @@ git -C "$code_only" add serving/e2e_marker.go
 git -C "$code_only" -c user.name=e2e -c user.email=e2e@localhost commit -qm "e2e: a code-only change"
 CODE_SHA=$(git -C "$code_only" rev-parse HEAD)
 call "code-only: build-image of the changed source" pass --mod="$code_only" --source="$code_only" with-registry --address="$EXT_REGISTRY" build-image --git-sha="$CODE_SHA" output
-accept='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
-layers() { curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$1" | jq -r '.layers[] | "\(.digest) \(.size)"'; }
+layers() { manifest "$1" | jq -r '.layers[] | "\(.digest) \(.size)"'; }
 layers "$HEAD" >"$WORK/layers-a"
 layers "$CODE_SHA" >"$WORK/layers-b"
 model_layer=""
@@ -299,6 +314,51 @@ IN=$outside call "outside repo: quality-reports of 1.1.0" pass --mod="$REPO" --s
 check "outside repo: the report diffs against production" grep -q "Against production" "$WORK/outside-reports/quality-report.md"
 check "outside repo: and lists the flips" jq -e '.diff.production.version == "1.0.0" and .diff.flips > 0' "$WORK/outside-reports/quality-report.json"
 cp "$WORK/outside-reports/quality-report.md" "$WORK/outside-report.md"
+
+# --- Build once, promote everywhere: staging to production, the identical image -----------------
+staging_env="e2e-staging-$RUN"
+promo_stage=(--environment="$staging_env" --docker-socket="$SOCKET" --publish=127.0.0.1:8050)
+promo_prod=(--environment="e2e-prod-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8060)
+call "promote: an empty staging is refused" fail "${promo_prod[@]}" promote --from="$staging_env" --min-age=0s output
+check "promote: says nothing was deployed there" has "$OUT" "nothing was ever deployed to $staging_env"
+call "promote: deploy HEAD to staging (with its gate)" pass "${promo_stage[@]}" deploy --git-sha="$HEAD" --branch=main output
+call "promote: refused before --min-age=1h" fail "${promo_prod[@]}" promote --from="$staging_env" --min-age=1h output
+check "promote: says how long is left" has "$OUT" "promotions need 1h0m0s"
+call "promote: staging to production" pass "${promo_prod[@]}" promote --from="$staging_env" --min-age=0s output
+check "promote: production serves it" test "$(serving_version 127.0.0.1:8060)" = 1.0.0
+current_image() { grep -E '^current:|^  image id:' <<<"$1" | sed -E 's/.* image ([^ ]+) deployed.*/\1/; s/^  image id: //' | tr '\n' ' '; }
+call "promote: state of staging" pass "${promo_stage[@]}" state
+staging_image=$(current_image "$OUT")
+call "promote: state of production" pass "${promo_prod[@]}" state
+check "promote: production links staging" has "$OUT" "promoted from $staging_env"
+check "promote: the identical image in both ($staging_image)" test "$staging_image" = "$(current_image "$OUT")"
+
+# --- A model only ONNX Runtime serves: opset 17 with LayerNormalization ------------------------
+# build-image picks serving/onnxruntime.Dockerfile for it. Its library comes from E2E_ORT_LIBRARY
+# (a file, put in the project with its sha256) when set, else from the default URL (the npm
+# package onnxruntime-node), which the engine must then reach.
+ORT_SHA=0000000000000000000000000000000000e2e0c1
+ort="$WORK/onnxruntime"
+mkdir -p "$ort/tests/fixtures" "$ort/models"
+cp tests/fixtures/digits_validation.json "$ort/tests/fixtures/"
+cp models/digits-layernorm-opset17.onnx "$ort/models/"
+jq '.model.name = "digits-ort" | del(."$schema")' modelship.json >"$ort/modelship.json"
+jq '.model = "digits-ort" | del(.production)' model_baseline.json >"$ort/model_baseline.json"
+if [[ -n "${E2E_ORT_LIBRARY:-}" ]]; then
+  mkdir -p "$ort/lib" && cp "$E2E_ORT_LIBRARY" "$ort/lib/"
+  jq --arg lib "lib/$(basename "$E2E_ORT_LIBRARY")" --arg sum "$(sha256sum "$E2E_ORT_LIBRARY" | cut -d' ' -f1)" \
+    '.serving.onnxruntime = {library: $lib, sha256: $sum}' "$ort/modelship.json" >"$ort/modelship.json.new"
+  mv "$ort/modelship.json.new" "$ort/modelship.json"
+fi
+ort_deploy=(--environment="e2e-ort-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8040)
+IN=$ort call "onnxruntime: push-model (opset 17)" pass --mod="$REPO" --source=. push-model --file=models/digits-layernorm-opset17.onnx --version=1.0.0 --git-sha="$ORT_SHA"
+IN=$ort call "onnxruntime: build-image picks the ORT image" pass --mod="$REPO" --source=. build-image --git-sha="$ORT_SHA" evidence export --path="$WORK/evidence-ort.json"
+check "onnxruntime: evidence names the backend" test "$(jq -r .inputs.backend "$WORK/evidence-ort.json")" = onnxruntime
+IN=$ort call "onnxruntime: ship (gate, build, deploy)" pass --mod="$REPO" --source=. "${ort_deploy[@]}" ship --git-sha="$ORT_SHA"
+check "onnxruntime: deployed and verified" has "$OUT" "deploy: deployed"
+check "onnxruntime: served by ONNX Runtime, opset 17" test "$(curl -sf http://127.0.0.1:8040/v2/models/digits-ort | jq -r '.parameters.backend + " " + .parameters.opset')" = "onnxruntime 17"
+IN=$ort call "onnxruntime: quality-reports" pass --mod="$REPO" --source=. quality-reports --git-sha="$ORT_SHA" export --path="$WORK/ort-reports"
+check "onnxruntime: the reference's accuracy" jq -e '.passed and .metrics.accuracy > 0.97' "$WORK/ort-reports/quality-report.json"
 
 # --- The table ------------------------------------------------------------------------------
 printf '\nmodelship e2e on %s, %s\n' "$ENGINE" "$(date -u +%Y-%m-%dT%H:%MZ)"

@@ -13,11 +13,16 @@ required=()
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # Debian packages: a Docker engine, a static busybox for the locally made Go base image,
-# `file` to check it is static, shellcheck for the scripts, and sshd for the tests that reach
-# an engine over ssh:// (they start their own; the packages may start no service meanwhile).
+# debootstrap for the glibc base images of the ONNX Runtime image, `file` to check busybox is
+# static, shellcheck for the scripts, and sshd for the tests that reach an engine over ssh://
+# (they start their own; the packages may start no service meanwhile).
 install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
+  # debootstrap lives in /usr/sbin, which a non-root PATH may lack.
+  [[ -x /usr/sbin/debootstrap ]] || command -v debootstrap >/dev/null || missing+=(debootstrap)
+  # A C compiler: the ONNX Runtime backend is cgo, in the server and in the tests.
+  command -v gcc >/dev/null || missing+=(gcc libc6-dev)
   command -v file >/dev/null || missing+=(file)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v npm >/dev/null || missing+=(npm)
@@ -136,11 +141,14 @@ install_debian_packages
 log "building pinned tools into $TOOLS_DIR"
 install_go_tools
 install_gitlab_ci_local
+install_onnxruntime
 install_kube_tools
 required+=(minio registry gotestsum kubernetes)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
 [[ -x /usr/sbin/sshd && $(id -u) == 0 ]] && required+=(sshd)
+[[ -x /usr/sbin/debootstrap && $(id -u) == 0 ]] && required+=(debootstrap)
+[[ -f ${MODELSHIP_ORT_LIBRARY:-} ]] && required+=(onnxruntime)
 export MODELSHIP_TEST_REQUIRE
 MODELSHIP_TEST_REQUIRE=$(IFS=,; echo "${required[*]}")
 log "set up in $((SECONDS - start))s; required parts: ${MODELSHIP_TEST_REQUIRE:-none}"

@@ -2,19 +2,30 @@ package serving_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )
@@ -75,6 +86,120 @@ func TestDockerfileBuildsAServingImage(t *testing.T) {
 	var resp serving.InferResponse
 	require.NoError(t, json.Unmarshal(body, &resp))
 	assert.Equal(t, f.Samples[2].Label, argmax(resp.Outputs[0].Data))
+}
+
+// TestOnnxRuntimeDockerfileServesAnOpset17Model builds serving/onnxruntime.Dockerfile with
+// glibc base images and the ONNX Runtime library of MODELSHIP_ORT_LIBRARY put in the build
+// context, runs the image on a model gonnx cannot run, and checks the layer layout.
+func TestOnnxRuntimeDockerfileServesAnOpset17Model(t *testing.T) {
+	lib := os.Getenv("MODELSHIP_ORT_LIBRARY")
+	if st, err := os.Stat(lib); lib == "" || err != nil || !st.Mode().IsRegular() {
+		testenv.Missing(t, "onnxruntime", fmt.Sprintf("MODELSHIP_ORT_LIBRARY=%q names no ONNX Runtime library (source scripts/tools.sh; install_onnxruntime)", lib))
+	}
+	cli := testenv.Docker(t)
+	start := time.Now()
+	bases := testenv.EnsureGlibcBaseImages(t, cli)
+	t.Logf("glibc base images ready in %s", time.Since(start).Round(time.Millisecond))
+	ctx := context.Background()
+	const model = "models/digits-layernorm-opset17.onnx"
+	ortLibrary, ortSHA256 := putInBuildContext(t, lib)
+	build := func(tag string, args map[string]string) testenv.BuildOptions {
+		args["ORT_LIBRARY"] = ortLibrary
+		if _, ok := args["ORT_SHA256"]; !ok {
+			args["ORT_SHA256"] = ortSHA256
+		}
+		removeImageAtCleanup(t, cli, tag)
+		return testenv.BuildOptions{Tag: tag, Dockerfile: "serving/onnxruntime.Dockerfile", ModelFile: model, BuildArgs: args}
+	}
+
+	t.Run("serves with ONNX Runtime and keeps the layers apart", func(t *testing.T) {
+		tag := "modelship.test/model:ort-image-test-a"
+		start := time.Now()
+		testenv.BuildServerImage(t, cli, bases, build(tag, map[string]string{
+			"REVISION": "0123456789abcdef0123456789abcdef01234567", "MODEL_VERSION": "17", "VERSION": "a"}))
+		t.Logf("ONNX Runtime image built in %s", time.Since(start).Round(time.Millisecond))
+		img, err := cli.ImageInspect(ctx, tag)
+		require.NoError(t, err)
+		t.Logf("image size %.1f MB", float64(img.Size)/1e6)
+		assert.Equal(t, "65532:65532", img.Config.User, "runs as non-root")
+		assert.Contains(t, img.Config.ExposedPorts, "8000/tcp")
+		assert.Equal(t, "0123456789abcdef0123456789abcdef01234567", img.Config.Labels["org.opencontainers.image.revision"])
+		assert.Equal(t, "17", img.Config.Labels["dev.modelship.model.version"])
+		assert.Equal(t, ortSHA256, img.Config.Labels["dev.modelship.onnxruntime.sha256"])
+		assert.Subset(t, img.Config.Env, []string{"MODELSHIP_ORT_LIBRARY=/libonnxruntime.so", "MODELSHIP_BACKEND=auto", "MODELSHIP_MODEL_PATH=/model.onnx"})
+		require.NotNil(t, img.Config.Healthcheck)
+
+		runtime, err := cli.ImageInspect(ctx, bases.Runtime)
+		require.NoError(t, err)
+		base := len(runtime.RootFS.Layers)
+		require.Len(t, img.RootFS.Layers, base+3, "runtime base + ONNX Runtime layer + model layer + binary layer")
+
+		// A code-only change rebuilds the binary layer alone.
+		codeChange := "modelship.test/model:ort-image-test-b"
+		testenv.BuildServerImage(t, cli, bases, build(codeChange, map[string]string{
+			"REVISION": "fedcba9876543210fedcba9876543210fedcba98", "MODEL_VERSION": "17", "VERSION": "b"}))
+		imgB, err := cli.ImageInspect(ctx, codeChange)
+		require.NoError(t, err)
+		assert.Equal(t, img.RootFS.Layers[base], imgB.RootFS.Layers[base], "ONNX Runtime layer unchanged by a code change")
+		assert.Equal(t, img.RootFS.Layers[base+1], imgB.RootFS.Layers[base+1], "model layer unchanged by a code change")
+		assert.NotEqual(t, img.RootFS.Layers[base+2], imgB.RootFS.Layers[base+2], "binary layer rebuilt")
+
+		// The image serves the opset-17 model with ONNX Runtime: metadata, a correct prediction.
+		url := runContainer(t, cli, tag)
+		status, body := do(t, http.MethodGet, url+"/v2/models/digits", "", nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+		var meta serving.ModelMetadata
+		require.NoError(t, json.Unmarshal(body, &meta))
+		assert.Equal(t, []string{"17"}, meta.Versions)
+		assert.Equal(t, "onnxruntime", meta.Params["backend"], "metadata: %s", body)
+		f := fixture(t)
+		status, body = do(t, http.MethodPost, url+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[2].Features}), nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+		var resp serving.InferResponse
+		require.NoError(t, json.Unmarshal(body, &resp))
+		assert.Equal(t, f.Samples[2].Label, argmax(resp.Outputs[0].Data))
+	})
+
+	t.Run("a wrong ORT_SHA256 fails the build naming both digests", func(t *testing.T) {
+		wrong := strings.Repeat("0", 64)
+		_, log, err := testenv.TryBuildServerImage(t, cli, bases, build("modelship.test/model:ort-image-test-wrong-sha", map[string]string{
+			"ORT_SHA256": wrong}))
+		require.Error(t, err, "a library that is not the pinned one must fail the build")
+		assert.Contains(t, log, "sha256 mismatch")
+		assert.Contains(t, log, "expected "+wrong)
+		assert.Contains(t, log, "got "+ortSHA256)
+	})
+}
+
+// putInBuildContext copies the library into the build context's onnxruntime/ folder, the one
+// .dockerignore lets in for ORT_LIBRARY, under a name no one else uses, and removes it (and the
+// folder, when the test made it) at cleanup. It returns the path in the context and the sha256.
+func putInBuildContext(t *testing.T, lib string) (string, string) {
+	t.Helper()
+	dir := projectpath.Join(t, "onnxruntime")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		require.NoError(t, os.Mkdir(dir, 0o755))
+		t.Cleanup(func() { _ = os.Remove(dir) }) // only when empty: someone may have put a file there
+	}
+	name := fmt.Sprintf("%s.image-test-%d", filepath.Base(lib), os.Getpid())
+	src, err := os.Open(lib)
+	require.NoError(t, err)
+	defer src.Close()
+	dst, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(dir, name)) })
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	require.NoError(t, err)
+	require.NoError(t, dst.Close())
+	return path.Join("onnxruntime", name), hex.EncodeToString(h.Sum(nil))
+}
+
+// removeImageAtCleanup removes a test image (and its untagged parents) when the test ends.
+func removeImageAtCleanup(t *testing.T, cli *client.Client, ref string) {
+	t.Cleanup(func() {
+		_, _ = cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
 }
 
 // runContainer starts image with port 8000 published on a free loopback port and returns its

@@ -21,7 +21,7 @@ type metrics struct {
 	ready     prometheus.Gauge
 }
 
-func newMetrics(modelName, modelVersion, sha256 string) *metrics {
+func newMetrics(modelName, modelVersion, sha256, backend string) *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
 		registry: reg,
@@ -51,7 +51,7 @@ func newMetrics(modelName, modelVersion, sha256 string) *metrics {
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "modelship_model_info", Help: "The model this server runs.",
-		ConstLabels: prometheus.Labels{"name": modelName, "version": modelVersion, "sha256": sha256},
+		ConstLabels: prometheus.Labels{"name": modelName, "version": modelVersion, "sha256": sha256, "backend": backend},
 	})
 	info.Set(1)
 	for _, reason := range []string{"bad_request", "too_large", "unsupported_media_type", "overloaded", "non_finite_output", "model_error"} {

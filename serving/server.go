@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,7 @@ func New(model *inference.Model, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, model: model, metrics: newMetrics(cfg.ModelName, cfg.ModelVersion, model.SHA256()),
+	s := &Server{cfg: cfg, model: model, metrics: newMetrics(cfg.ModelName, cfg.ModelVersion, model.SHA256(), string(model.Backend())),
 		slots: make(chan struct{}, cfg.MaxInFlight)}
 	s.spec = InputSpec{Name: model.Input().Name, Features: model.Features(), MaxBatch: cfg.MaxBatch}
 	for _, o := range model.Outputs() {
@@ -210,7 +211,8 @@ func (s *Server) modelMetadata(w http.ResponseWriter, r *http.Request) {
 	meta := ModelMetadata{
 		Name: s.cfg.ModelName, Platform: "onnx",
 		Inputs: []inference.TensorSpec{s.model.Input()}, Outputs: s.model.Outputs(),
-		Params: map[string]string{"sha256": s.model.SHA256()},
+		Params: map[string]string{"sha256": s.model.SHA256(), "backend": string(s.model.Backend()),
+			"opset": strconv.FormatInt(s.model.DeclaredOpset(), 10)},
 	}
 	if s.cfg.ModelVersion != "" {
 		meta.Versions = []string{s.cfg.ModelVersion}

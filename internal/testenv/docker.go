@@ -75,16 +75,9 @@ func EnsureBaseImages(t testing.TB, cli *client.Client) BaseImages {
 	if err != nil || !isStatic(busybox) {
 		Missing(t, "busybox-static", "a static /bin/busybox is needed for the shell of the local Go base image (apt-get install busybox-static)")
 	}
-	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
-	if err != nil {
-		Missing(t, "ca-certificates", "the host's CA bundle goes into every base image: "+err.Error())
-	}
+	ca := hostCABundle(t)
 	importImage(t, cli, imgs.Runtime, func(tw *tar.Writer) error {
-		return addFiles(tw, map[string][]byte{
-			"etc/ssl/certs/ca-certificates.crt": ca,
-			"etc/passwd":                        []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
-			"etc/group":                         []byte("root:x:0:\nnonroot:x:65532:\n"),
-		}, "tmp", "home/nonroot")
+		return addNonrootRuntime(tw, ca)
 	}, "USER 65532:65532")
 	importImage(t, cli, imgs.Go, func(tw *tar.Writer) error {
 		bb, err := os.ReadFile(busybox)
@@ -113,6 +106,74 @@ func EnsureBaseImages(t testing.TB, cli *client.Client) BaseImages {
 		return nil
 	}, "ENV PATH=/usr/local/go/bin:/go/bin:/bin", "ENV GOPATH=/go", "ENV HOME=/root", "ENV GOTOOLCHAIN=local", "WORKDIR /go")
 	return imgs
+}
+
+// EnsureGlibcBaseImages imports, once per engine, stand-ins for the base images of
+// serving/onnxruntime.Dockerfile, whose cgo binary and ONNX Runtime need glibc: a Go toolchain
+// with gcc on Debian (golang:1.26), and a distroless-cc-like runtime (glibc, libstdc++,
+// libgcc_s and libgomp, the CA bundle, the nonroot user, no shell). Both come from one
+// debootstrap tree of Debian bookworm, the host's release, kept in MODELSHIP_CACHE.
+func EnsureGlibcBaseImages(t testing.TB, cli *client.Client) BaseImages {
+	t.Helper()
+	goVersion := strings.TrimSpace(run(t, "go", "env", "GOVERSION"))
+	goroot := strings.TrimSpace(run(t, "go", "env", "GOROOT"))
+	imgs := BaseImages{
+		Go:      "modelship.test/golang:" + strings.TrimPrefix(goVersion, "go") + "-" + debootstrapSuite,
+		Runtime: "modelship.test/cc-" + debootstrapSuite + ":nonroot",
+	}
+	if imageExists(cli, imgs.Go) && imageExists(cli, imgs.Runtime) {
+		return imgs
+	}
+	ca := hostCABundle(t)
+	tree := debootstrapTree(t)
+	importImage(t, cli, imgs.Runtime, func(tw *tar.Writer) error {
+		if err := addGlibcLibraries(tw, tree); err != nil {
+			return err
+		}
+		return addNonrootRuntime(tw, ca)
+	}, "USER 65532:65532")
+	importImage(t, cli, imgs.Go, func(tw *tar.Writer) error {
+		if err := addDebootstrapTree(tw, tree); err != nil {
+			return err
+		}
+		if err := addFiles(tw, map[string][]byte{"etc/ssl/certs/ca-certificates.crt": ca}, "go"); err != nil {
+			return err
+		}
+		for _, part := range []string{"VERSION", "go.env", "bin", "lib", "pkg/include", "pkg/tool", "src"} {
+			if err := addTree(tw, goroot, part, "usr/local/go"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, "ENV PATH=/usr/local/go/bin:/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"ENV GOPATH=/go", "ENV HOME=/root", "ENV GOTOOLCHAIN=local", "WORKDIR /go")
+	return imgs
+}
+
+func imageExists(cli *client.Client, ref string) bool {
+	_, err := cli.ImageInspect(context.Background(), ref)
+	return err == nil
+}
+
+// hostCABundle is the host's CA bundle, which goes into every base image made here so that
+// builds reach the module proxy and Debian's mirror.
+func hostCABundle(t testing.TB) []byte {
+	t.Helper()
+	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		Missing(t, "ca-certificates", "the host's CA bundle goes into every base image: "+err.Error())
+	}
+	return ca
+}
+
+// addNonrootRuntime writes what distroless images have besides their libraries: the CA
+// bundle, the nonroot user (65532) and its home, and a /tmp anyone may write.
+func addNonrootRuntime(tw *tar.Writer, ca []byte) error {
+	return addFiles(tw, map[string][]byte{
+		"etc/ssl/certs/ca-certificates.crt": ca,
+		"etc/passwd":                        []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
+		"etc/group":                         []byte("root:x:0:\nnonroot:x:65532:\n"),
+	}, "tmp", "home/nonroot")
 }
 
 func isStatic(path string) bool {
@@ -222,19 +283,35 @@ func addTree(tw *tar.Writer, root, part, prefix string) error {
 	})
 }
 
-// BuildOptions is one build of serving/Dockerfile.
+// BuildOptions is one build of the server's image.
 type BuildOptions struct {
-	Tag       string
-	ModelFile string // path inside the build context
-	BuildArgs map[string]string
+	Tag        string
+	Dockerfile string // path inside the build context; default serving/Dockerfile
+	ModelFile  string // path inside the build context
+	BuildArgs  map[string]string
 }
 
-// BuildServerImage builds serving/Dockerfile from the repository root (honouring
-// .dockerignore) with the local base images, and returns the image ID.
+// BuildServerImage builds opts.Dockerfile (serving/Dockerfile by default) from the repository
+// root (honouring .dockerignore) with the local base images, and returns the image ID.
 func BuildServerImage(t testing.TB, cli *client.Client, bases BaseImages, opts BuildOptions) string {
 	t.Helper()
+	id, log, err := TryBuildServerImage(t, cli, bases, opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	t.Logf("built %s", opts.Tag)
+	return id
+}
+
+// TryBuildServerImage is BuildServerImage for builds that may fail: it returns the build's
+// error and its log instead of failing the test.
+func TryBuildServerImage(t testing.TB, cli *client.Client, bases BaseImages, opts BuildOptions) (id, log string, err error) {
+	t.Helper()
+	if opts.Dockerfile == "" {
+		opts.Dockerfile = "serving/Dockerfile"
+	}
 	root := projectpath.Root(t)
-	ctxTar := buildContext(t, root)
+	ctxTar := buildContext(t, root, opts.Dockerfile)
 	defer ctxTar.Close()
 	args := map[string]*string{}
 	set := func(k, v string) { args[k] = &v }
@@ -249,25 +326,24 @@ func BuildServerImage(t testing.TB, cli *client.Client, bases BaseImages, opts B
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	resp, err := cli.ImageBuild(ctx, ctxTar, build.ImageBuildOptions{
-		Dockerfile: "serving/Dockerfile", Tags: []string{opts.Tag}, BuildArgs: args, Remove: true, ForceRemove: true,
+		Dockerfile: opts.Dockerfile, Tags: []string{opts.Tag}, BuildArgs: args, Remove: true, ForceRemove: true,
 	})
 	if err != nil {
-		t.Fatalf("docker build %s: %v", opts.Tag, err)
+		return "", "", fmt.Errorf("docker build -f %s -t %s: %w", opts.Dockerfile, opts.Tag, err)
 	}
 	defer resp.Body.Close()
-	var log bytes.Buffer
-	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &log, 0, false, nil); err != nil {
-		t.Fatalf("docker build %s failed: %v\n%s", opts.Tag, err, log.String())
+	var out bytes.Buffer
+	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, &out, 0, false, nil); err != nil {
+		return "", out.String(), fmt.Errorf("docker build -f %s -t %s failed: %w", opts.Dockerfile, opts.Tag, err)
 	}
-	t.Logf("built %s", opts.Tag)
 	img, err := cli.ImageInspect(context.Background(), opts.Tag)
 	if err != nil {
-		t.Fatalf("inspect built image %s: %v", opts.Tag, err)
+		return "", out.String(), fmt.Errorf("inspect built image %s: %w", opts.Tag, err)
 	}
-	return img.ID
+	return img.ID, out.String(), nil
 }
 
-func buildContext(t testing.TB, root string) io.ReadCloser {
+func buildContext(t testing.TB, root, dockerfile string) io.ReadCloser {
 	t.Helper()
 	var excludes []string
 	if f, err := os.Open(filepath.Join(root, ".dockerignore")); err == nil {
@@ -283,16 +359,22 @@ func buildContext(t testing.TB, root string) io.ReadCloser {
 	if err != nil {
 		t.Fatalf("tar build context %s: %v", root, err)
 	}
-	return legacyContext(rc)
+	return legacyContext(rc, dockerfile)
 }
 
-// mountFlag is a BuildKit RUN option the legacy builder rejects.
-var mountFlag = regexp.MustCompile(`--mount=\S+\s+`)
+// mountFlag is a BuildKit RUN option the legacy builder rejects, and buildPlatform the FROM
+// option it cannot parse (it knows no $BUILDPLATFORM): without it the build stage runs on the
+// engine's platform, which is what BUILDPLATFORM names anyway.
+var (
+	mountFlag     = regexp.MustCompile(`--mount=\S+\s+`)
+	buildPlatform = regexp.MustCompile(`--platform=\$BUILDPLATFORM\s+`)
+)
 
-// legacyContext rewrites the context's serving/Dockerfile for the legacy builder, which this
-// Debian dockerd runs for API builds: its cache mounts are dropped, as the Dockerfile's own
-// comment tells users of DOCKER_BUILDKIT=0 to do, so the tests build what those users build.
-func legacyContext(rc io.ReadCloser) io.ReadCloser {
+// legacyContext rewrites the context's dockerfile for the legacy builder, which this Debian
+// dockerd runs for API builds: its cache mounts and --platform=$BUILDPLATFORM are dropped, as
+// the Dockerfile's own comment tells users of DOCKER_BUILDKIT=0 to do, so the tests build what
+// those users build.
+func legacyContext(rc io.ReadCloser, dockerfile string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		defer rc.Close()
@@ -310,8 +392,8 @@ func legacyContext(rc io.ReadCloser) io.ReadCloser {
 				if err != nil {
 					return err
 				}
-				if hdr.Name == "serving/Dockerfile" {
-					body = mountFlag.ReplaceAll(body, nil)
+				if hdr.Name == dockerfile {
+					body = buildPlatform.ReplaceAll(mountFlag.ReplaceAll(body, nil), nil)
 					hdr.Size = int64(len(body))
 				}
 				if err := tw.WriteHeader(hdr); err != nil {
