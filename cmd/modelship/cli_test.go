@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -444,15 +445,23 @@ func TestLargeArtifactsStreamInBoundedMemory(t *testing.T) {
 }
 
 // The deploy and rollback commands against a real Docker engine, registry and MinIO.
-func TestDeployAndRollbackCommands(t *testing.T) {
+// pushedServerImage builds the reference model's server image (digits@1) and pushes it to the
+// shared registry; the engine caches the build, so the tests that deploy it share it.
+func pushedServerImage(t *testing.T) (*client.Client, *testenv.OCIRegistry, string) {
+	t.Helper()
 	docker := testenv.Docker(t)
 	reg := testenv.SharedRegistry(t)
 	bases := testenv.EnsureBaseImages(t, docker)
-	c := newCLI(t)
 	ref := reg.Addr + "/digits:" + gitSHA
 	testenv.BuildServerImage(t, docker, bases, testenv.BuildOptions{Tag: ref, ModelFile: "models/digits-reference.onnx",
 		BuildArgs: map[string]string{"MODEL_VERSION": "1", "REVISION": gitSHA}})
 	testenv.Push(t, docker, ref)
+	return docker, reg, ref
+}
+
+func TestDeployAndRollbackCommands(t *testing.T) {
+	docker, reg, ref := pushedServerImage(t)
+	c := newCLI(t)
 	publish := testenv.FreeAddr(t)
 	env := "cli-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))[:20]
 	t.Cleanup(func() { testenv.RemoveEnvironmentContainers(docker, env) })
@@ -648,14 +657,8 @@ func writeReport(t *testing.T, version string, passed bool) string {
 // environment to the next by digest, moves each environment's model alias, and refuses what
 // does not qualify.
 func TestPromoteCommand(t *testing.T) {
-	docker := testenv.Docker(t)
-	reg := testenv.SharedRegistry(t)
-	bases := testenv.EnsureBaseImages(t, docker)
+	docker, reg, ref := pushedServerImage(t)
 	c := newCLI(t)
-	ref := reg.Addr + "/digits:" + gitSHA
-	testenv.BuildServerImage(t, docker, bases, testenv.BuildOptions{Tag: ref, ModelFile: "models/digits-reference.onnx",
-		BuildArgs: map[string]string{"MODEL_VERSION": "1", "REVISION": gitSHA}})
-	testenv.Push(t, docker, ref)
 	out, code := c.run("model", "push", projectpath.Join(t, "models/digits-reference.onnx"), "--name", "digits", "--version", "1", "--git-sha", gitSHA)
 	require.Equal(t, 0, code, out)
 	staging, production := "cli-promote-staging", "cli-promote-production"
