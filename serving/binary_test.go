@@ -149,7 +149,7 @@ func TestBinaryServesEveryEndpoint(t *testing.T) {
 		`modelship_inference_duration_seconds_count 2`,
 		`modelship_inference_errors_total{reason="model_error"} 0`,
 		`modelship_model_ready 1`,
-		`modelship_model_info{name="digits",sha256="`,
+		`modelship_model_info{backend="gonnx",name="digits",sha256="`,
 	} {
 		assert.Contains(t, string(body), series)
 	}

@@ -80,7 +80,11 @@ func TestShippedOpset17ModelNeedsONNXRuntime(t *testing.T) {
 	_, err = inference.LoadWith(path, inference.Options{})
 	require.ErrorIs(t, err, inference.ErrInvalidModel)
 	assert.ErrorContains(t, err, "opset 17")
-	assert.ErrorContains(t, err, "MODELSHIP_ORT_LIBRARY", "without a runtime, the error says how to give it one")
+	howTo := "MODELSHIP_ORT_LIBRARY"
+	if !inference.RuntimeBuiltIn {
+		howTo = "CGO_ENABLED=1"
+	}
+	assert.ErrorContains(t, err, howTo, "without a runtime, the error says how to give it one")
 }
 
 // Where both backends run a model, they agree: same labels, the same probabilities to FP32
