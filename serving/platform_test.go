@@ -24,7 +24,9 @@ func serverMachine(t *testing.T, cli *client.Client, ref string) elf.Machine {
 	ctx := context.Background()
 	created, err := cli.ContainerCreate(ctx, &container.Config{Image: ref}, nil, nil, nil, "")
 	require.NoError(t, err)
-	defer func() { _ = cli.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true}) }()
+	defer func() {
+		_ = cli.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	}()
 	rc, _, err := cli.CopyFromContainer(ctx, created.ID, "/model-server")
 	require.NoError(t, err)
 	defer rc.Close()

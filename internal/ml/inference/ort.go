@@ -67,7 +67,7 @@ func newORT(raw []byte, m *Model, library string) (runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ONNX Runtime session options: %w", err)
 	}
-	defer opts.Destroy()
+	defer func() { _ = opts.Destroy() }()
 	// Concurrency comes from requests, one Run each; an intra-op pool per Run would only
 	// fight them for the cores.
 	if err := errors.Join(opts.SetIntraOpNumThreads(1), opts.SetInterOpNumThreads(1)); err != nil {
@@ -93,7 +93,7 @@ func (r *ortRunner) run(m *Model, rows int, data []float32) ([]Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("run model: input tensor: %w", err)
 	}
-	defer in.Destroy()
+	defer func() { _ = in.Destroy() }()
 	results := make([]ort.Value, len(m.outputs))
 	if err := r.session.Run([]ort.Value{in}, results); err != nil {
 		return nil, fmt.Errorf("run model: %w", err)
@@ -101,7 +101,7 @@ func (r *ortRunner) run(m *Model, rows int, data []float32) ([]Output, error) {
 	defer func() {
 		for _, v := range results {
 			if v != nil {
-				v.Destroy()
+				_ = v.Destroy()
 			}
 		}
 	}()
