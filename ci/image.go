@@ -98,12 +98,11 @@ func (v variant) build(platform dagger.Platform) *dagger.Container {
 	return v.context.DockerBuild(dagger.DirectoryDockerBuildOpts{Dockerfile: v.dockerfile, BuildArgs: v.buildArgs, Platform: platform})
 }
 
-// platformImages are the images build-image pushes as one index: one per platform for
-// modelship's static image and the project's own (serving/Dockerfile cross-compiles; a project's
-// Dockerfile must too, or with-platforms names fewer), the engine's platform only for the ONNX
-// Runtime image, whose cgo build needs a C compiler for the target.
+// platformImages are the images build-image pushes as one index, one per platform: both of
+// modelship's Dockerfiles cross-compile (the ONNX Runtime one with Debian's cross gcc); a
+// project's own Dockerfile must too, or with-platforms names fewer.
 func (m *Modelship) platformImages(native *dagger.Container, v variant) ([]*dagger.Container, []string) {
-	if v.backend == project.BackendONNXRuntime || len(m.Platforms) == 0 {
+	if len(m.Platforms) == 0 {
 		return []*dagger.Container{native}, nil
 	}
 	imgs := make([]*dagger.Container, len(m.Platforms))
@@ -239,9 +238,6 @@ func (m *Modelship) BuildImage(
 		return nil, fmt.Errorf("push %s: %w", ref, err)
 	}
 	pushed := strings.Join(platforms, ",")
-	if pushed == "" {
-		pushed = "the engine's platform only (the ONNX Runtime image's cgo build does not cross-compile)"
-	}
 	goBase, err := dag.Container().From(m.GoImage).ImageRef(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", m.GoImage, err)

@@ -12,8 +12,9 @@
 #   MODELSHIP_GO_IMAGE, MODELSHIP_RUNTIME_IMAGE, MODELSHIP_MINIO_IMAGE, MODELSHIP_REGISTRY_IMAGE,
 #   MODELSHIP_TRIVY_IMAGE  base images for a mirror (passed to with-base-images when set)
 #   E2E_SKIP_SCAN=1    leave out the scan check (trivy and govulncheck are slow)
-#   E2E_ORT_LIBRARY    libonnxruntime.so for the ONNX Runtime image (else the build fetches the
-#                      npm package onnxruntime-node 1.24.3)
+#   E2E_ORT_LIBRARY    a .tgz holding libonnxruntime for linux/amd64 and linux/arm64 (the npm
+#                      package onnxruntime-node-1.24.3.tgz) for the ONNX Runtime image (else the
+#                      build downloads that package)
 #   E2E_S3_ENDPOINT    an S3 store the engine reaches, for with-storage (left out when unset), with
 #                      its keys in E2E_S3_ACCESS_KEY and E2E_S3_SECRET_KEY
 set -uo pipefail
@@ -148,20 +149,22 @@ call "sbom function" pass sbom --git-sha="$HEAD" export --path="$WORK/sbom2.cdx.
 call "build-image to an external registry" pass with-registry --address="$EXT_REGISTRY" build-image --git-sha="$HEAD" output
 check "external registry lists the SHA tag" has "$(curl -sf "$EXT_API/v2/modelship/digits/tags/list")" "$HEAD"
 accept='Accept: application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
-# manifest REF [ARCH]: the image manifest of a tag or digest; through an index, ARCH's (amd64).
+# manifest REF [ARCH [REPO]]: the image manifest of a tag or digest of REPO (modelship/digits);
+# through an index, ARCH's (amd64).
 manifest() {
-  local m
-  m=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$1")
+  local m repo=${3:-modelship/digits}
+  m=$(curl -sf -H "$accept" "$EXT_API/v2/$repo/manifests/$1")
   if jq -e '.manifests' <<<"$m" >/dev/null; then
-    m=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$(jq -r --arg a "${2:-amd64}" '.manifests[] | select(.platform.architecture == $a) | .digest' <<<"$m")")
+    m=$(curl -sf -H "$accept" "$EXT_API/v2/$repo/manifests/$(jq -r --arg a "${2:-amd64}" '.manifests[] | select(.platform.architecture == $a) | .digest' <<<"$m")")
   fi
   printf '%s' "$m"
 }
+# elf_machine REPO BLOB FILE: the ELF e_machine bytes of FILE in a layer (3e00 x86-64, b700 AArch64).
+elf_machine() { curl -sf "$EXT_API/v2/$1/blobs/$2" | tar -xzO "$3" | head -c 20 | od -An -tx1 | tr -d ' \n' | tail -c 4; }
 index=$(curl -sf -H "$accept" "$EXT_API/v2/modelship/digits/manifests/$HEAD")
 check "multi-arch: one index, linux/amd64 and linux/arm64" test "$(jq -r '[.manifests[].platform | "\(.os)/\(.architecture)"] | sort | join(",")' <<<"$index")" = linux/amd64,linux/arm64
 check "multi-arch: both platforms share the model layer" test "$(manifest "$HEAD" amd64 | jq -r '.layers[-2].digest')" = "$(manifest "$HEAD" arm64 | jq -r '.layers[-2].digest')"
-arm_binary=$(manifest "$HEAD" arm64 | jq -r '.layers[-1].digest')
-check "multi-arch: the arm64 server is an AArch64 ELF" bash -c "curl -sf '$EXT_API/v2/modelship/digits/blobs/$arm_binary' | tar -xzO model-server | head -c 20 | od -An -tx1 | tr -d ' \n' | grep -q '^7f454c46.*b700\$'"
+check "multi-arch: the arm64 server is an AArch64 ELF" test "$(elf_machine modelship/digits "$(manifest "$HEAD" arm64 | jq -r '.layers[-1].digest')" model-server)" = b700
 config_digest=$(manifest "$HEAD" | jq -r .config.digest)
 smoke_label=$(curl -sfL "$EXT_API/v2/modelship/digits/blobs/$config_digest" | jq -r '.config.Labels["dev.modelship.smoke"] // empty')
 check "the image carries its smoke inference (label)" test "$(jq -r '.input | length' <<<"${smoke_label:-null}" 2>/dev/null)" = 64
@@ -334,9 +337,9 @@ check "promote: production links staging" has "$OUT" "promoted from $staging_env
 check "promote: the identical image in both ($staging_image)" test "$staging_image" = "$(current_image "$OUT")"
 
 # --- A model only ONNX Runtime serves: opset 17 with LayerNormalization ------------------------
-# build-image picks serving/onnxruntime.Dockerfile for it. Its library comes from E2E_ORT_LIBRARY
-# (a file, put in the project with its sha256) when set, else from the default URL (the npm
-# package onnxruntime-node), which the engine must then reach.
+# build-image picks serving/onnxruntime.Dockerfile for it, for both platforms. Its library comes
+# from E2E_ORT_LIBRARY (a file, put in the project with its sha256) when set, else from the
+# default URL (the npm package onnxruntime-node), which the engine must then reach.
 ORT_SHA=0000000000000000000000000000000000e2e0c1
 ort="$WORK/onnxruntime"
 mkdir -p "$ort/tests/fixtures" "$ort/models"
@@ -352,8 +355,11 @@ if [[ -n "${E2E_ORT_LIBRARY:-}" ]]; then
 fi
 ort_deploy=(--environment="e2e-ort-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8040)
 IN=$ort call "onnxruntime: push-model (opset 17)" pass --mod="$REPO" --source=. push-model --file=models/digits-layernorm-opset17.onnx --version=1.0.0 --git-sha="$ORT_SHA"
-IN=$ort call "onnxruntime: build-image picks the ORT image" pass --mod="$REPO" --source=. build-image --git-sha="$ORT_SHA" evidence export --path="$WORK/evidence-ort.json"
+IN=$ort call "onnxruntime: build-image picks the ORT image" pass --mod="$REPO" --source=. with-registry --address="$EXT_REGISTRY" build-image --git-sha="$ORT_SHA" evidence export --path="$WORK/evidence-ort.json"
 check "onnxruntime: evidence names the backend" test "$(jq -r .inputs.backend "$WORK/evidence-ort.json")" = onnxruntime
+ort_arm=$(manifest "$ORT_SHA" arm64 modelship/digits-ort)
+check "onnxruntime: an arm64 image too, cross-compiled (cgo)" test "$(elf_machine modelship/digits-ort "$(jq -r '.layers[-1].digest' <<<"$ort_arm")" model-server)" = b700
+check "onnxruntime: with the arm64 library" test "$(elf_machine modelship/digits-ort "$(jq -r '.layers[-3].digest' <<<"$ort_arm")" libonnxruntime.so)" = b700
 IN=$ort call "onnxruntime: ship (gate, build, deploy)" pass --mod="$REPO" --source=. "${ort_deploy[@]}" ship --git-sha="$ORT_SHA"
 check "onnxruntime: deployed and verified" has "$OUT" "deploy: deployed"
 check "onnxruntime: served by ONNX Runtime, opset 17" test "$(curl -sf http://127.0.0.1:8040/v2/models/digits-ort | jq -r '.parameters.backend + " " + .parameters.opset')" = "onnxruntime 17"

@@ -25,21 +25,31 @@ ARG ORT_LIBRARY=none
 ARG ORT_LIBRARY_URL=https://registry.npmjs.org/onnxruntime-node/-/onnxruntime-node-1.24.3.tgz
 ARG ORT_SHA256=aa1bb5fa261ea68de05dd53efbba210cd7adf2d2850f4c3a201054c74cc78040
 
-# ONNX Runtime in a stage of its own: neither a code nor a go.mod change fetches it again.
-FROM ${GO_IMAGE} AS onnxruntime
+# ONNX Runtime in a stage of its own: neither a code nor a go.mod change fetches it again. It
+# runs on the builder's platform and takes the target's library (TARGETARCH: amd64 or arm64).
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS onnxruntime
 ARG ORT_LIBRARY
 ARG ORT_LIBRARY_URL
 ARG ORT_SHA256
+ARG TARGETARCH
 # ORT_LIBRARY is optional: the glob copies it when it names a file and nothing when it is "none"
 # (COPY fails only when no source at all matches, in BuildKit and in the legacy builder alike).
 COPY serving/fetch-onnxruntime.sh ${ORT_LIBRARY}* /ort/
 RUN sh /ort/fetch-onnxruntime.sh /out/libonnxruntime.so
 
-FROM ${GO_IMAGE} AS build
+# The build stage runs on the builder's platform, as serving/Dockerfile's does; cgo needs a C
+# compiler for the target, which serving/cgo-cross.sh installs (Debian's cross gcc) when the
+# target is another architecture: no emulator. Legacy builder: drop --platform=$BUILDPLATFORM
+# too, as serving/Dockerfile says.
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 WORKDIR /src
 ARG GOPROXY=https://proxy.golang.org,direct
 # cgo: the ONNX Runtime backend is compiled in only with CGO_ENABLED=1 (gcc is in golang images).
 ENV CGO_ENABLED=1 GOFLAGS=-trimpath GOPROXY=${GOPROXY}
+ARG TARGETOS
+ARG TARGETARCH
+COPY serving/cgo-cross.sh /usr/local/bin/
+RUN sh /usr/local/bin/cgo-cross.sh install
 # Cache mounts as in serving/Dockerfile (legacy builder: drop the --mount options).
 COPY go.mod go.sum ./
 RUN --mount=type=cache,id=modelship-gomod,target=/go/pkg/mod go mod download
@@ -47,6 +57,7 @@ COPY internal/ internal/
 COPY serving/ serving/
 ARG VERSION=dev
 RUN --mount=type=cache,id=modelship-gomod,target=/go/pkg/mod --mount=type=cache,id=modelship-gobuild-cgo,target=/root/.cache/go-build \
+    CC=$(sh /usr/local/bin/cgo-cross.sh cc) GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/model-server ./serving/cmd/model-server
 
 FROM ${RUNTIME_IMAGE}
