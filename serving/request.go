@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/modelship/modelship/internal/plumbing/strictjson"
@@ -37,6 +38,14 @@ type Batch struct {
 	Rows    int
 	Data    []float32
 	Outputs []string // empty means all
+	// BinaryOutputs are sent as raw bytes after the JSON (the binary tensor extension); with
+	// AllBinary, every output is.
+	BinaryOutputs []string
+	AllBinary     bool
+}
+
+func (b *Batch) binaryOutput(name string) bool {
+	return b.AllBinary || slices.Contains(b.BinaryOutputs, name)
 }
 
 // RequestError is a problem with the client's request; Status is the HTTP code to answer.
@@ -54,6 +63,30 @@ func badRequest(format string, args ...any) error {
 // DecodeInferRequest parses and checks an inference request body. Every failure is a
 // *RequestError that says what was wrong and what the model expects.
 func DecodeInferRequest(body []byte, spec InputSpec) (*Batch, error) {
+	if b, ok := fastDecode(body, spec); ok {
+		return b, nil
+	}
+	return decodeGeneral(body, nil, spec)
+}
+
+// BinaryHeader is the binary tensor extension's header: in a request, the length of the JSON
+// that starts the body, the input tensors' raw bytes following it; in a response, the same for
+// the outputs asked for with "binary_data".
+const BinaryHeader = "Inference-Header-Content-Length"
+
+// DecodeBinaryInferRequest reads a request under the binary tensor extension: the first
+// jsonLen bytes of body are the JSON request, whose input says with its parameter
+// binary_data_size how many bytes of little-endian FP32 values follow.
+func DecodeBinaryInferRequest(body []byte, jsonLen int, spec InputSpec) (*Batch, error) {
+	if jsonLen > len(body) {
+		return nil, badRequest("header %s says the JSON is %d bytes, but the body has only %d", BinaryHeader, jsonLen, len(body))
+	}
+	return decodeGeneral(body[:jsonLen], body[jsonLen:], spec)
+}
+
+// decodeGeneral reads any request encoding/json can, and says what is wrong with the others.
+// binaryData is what follows the JSON under the binary tensor extension; nil without it.
+func decodeGeneral(body, binaryData []byte, spec InputSpec) (*Batch, error) {
 	var req InferRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
@@ -72,22 +105,44 @@ func DecodeInferRequest(body []byte, spec InputSpec) (*Batch, error) {
 	if in.Datatype != "FP32" {
 		return nil, badRequest("input %q has datatype %q; the model takes FP32", in.Name, in.Datatype)
 	}
-	if _, binary := in.Parameters["binary_data_size"]; binary {
-		return nil, badRequest("the binary tensor extension is not supported; send the values in \"data\"")
-	}
 	rows, err := checkShape(in.Shape, spec)
 	if err != nil {
 		return nil, err
 	}
-	data, err := decodeData(in.Data, rows, spec.Features)
+	data, err := inputData(in, binaryData, rows, spec.Features)
 	if err != nil {
 		return nil, err
 	}
-	outputs, err := checkOutputs(req.Outputs, spec.Outputs)
+	outputs, binaryOutputs, err := checkOutputs(req.Outputs, spec.Outputs)
 	if err != nil {
 		return nil, err
 	}
-	return &Batch{ID: req.ID, Rows: rows, Data: data, Outputs: outputs}, nil
+	allBinary, err := boolParameter(req.Parameters, "binary_data_output", "the request")
+	if err != nil {
+		return nil, err
+	}
+	return &Batch{ID: req.ID, Rows: rows, Data: data, Outputs: outputs, BinaryOutputs: binaryOutputs, AllBinary: allBinary}, nil
+}
+
+// inputData is the input's values, from "data" or from the binary part of the body.
+func inputData(in RequestInput, binaryData []byte, rows, features int) ([]float32, error) {
+	size, binary, err := binaryDataSize(in)
+	if err != nil {
+		return nil, err
+	}
+	if !binary {
+		if len(binaryData) > 0 {
+			return nil, badRequest("the body has %d bytes after its JSON, but input %q has no binary_data_size parameter", len(binaryData), in.Name)
+		}
+		return decodeData(in.Data, rows, features)
+	}
+	if binaryData == nil {
+		return nil, badRequest("input %q uses the binary tensor extension (binary_data_size), but the request has no %s header; send the header with the JSON's length in bytes, or the values in \"data\"", in.Name, BinaryHeader)
+	}
+	if d := bytes.TrimSpace(in.Data); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		return nil, badRequest("input %q has both \"data\" and binary_data_size; send its values one way", in.Name)
+	}
+	return decodeBinaryData(binaryData, size, rows, features)
 }
 
 func checkShape(shape []int64, spec InputSpec) (int, error) {
@@ -230,19 +285,36 @@ func (d *dataReader) value(tok json.Token) error {
 	}
 }
 
-func checkOutputs(requested []RequestOutput, known []string) ([]string, error) {
-	var names []string
+// checkOutputs returns the names of the outputs asked for, and of those asked for as binary.
+func checkOutputs(requested []RequestOutput, known []string) (names, binary []string, err error) {
 	for _, o := range requested {
-		found := false
-		for _, k := range known {
-			found = found || k == o.Name
-		}
-		if !found {
-			return nil, badRequest("output %q is unknown; the model's outputs are %q", o.Name, known)
+		if !slices.Contains(known, o.Name) {
+			return nil, nil, badRequest("output %q is unknown; the model's outputs are %q", o.Name, known)
 		}
 		names = append(names, o.Name)
+		asBinary, err := boolParameter(o.Parameters, "binary_data", fmt.Sprintf("output %q", o.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if asBinary {
+			binary = append(binary, o.Name)
+		}
 	}
-	return names, nil
+	return names, binary, nil
+}
+
+// boolParameter is a true/false parameter of the request or of one of its outputs.
+func boolParameter(params map[string]any, key, of string) (bool, error) {
+	v, ok := params[key]
+	if !ok {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		raw, _ := json.Marshal(v) // a value decoded from JSON encodes
+		return false, badRequest("parameter %q of %s is %s; it must be true or false", key, of, raw)
+	}
+	return b, nil
 }
 
 // jsonProblem turns encoding/json errors into text a client can act on.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net"
@@ -48,7 +47,11 @@ type Config struct {
 	// MaxInFlight × MaxBodyBytes, not by how many clients call.
 	MaxInFlight  int
 	QueueTimeout time.Duration
-	Logger       *slog.Logger
+	// BatchMaxDelay > 0 runs concurrent requests through the model together (see batcher): the
+	// requests that arrive while the model runs go in its next run, and a run waits up to this
+	// long for requests still being read. 0 runs each request on its own.
+	BatchMaxDelay time.Duration
+	Logger        *slog.Logger
 }
 
 // Server serves one model.
@@ -60,6 +63,8 @@ type Server struct {
 	ready   atomic.Bool
 	handler http.Handler
 	slots   chan struct{} // one per inference request in flight
+	batcher *batcher      // nil without batching
+	queued  atomic.Int32  // requests waiting for a slot
 }
 
 // New wires the HTTP API around a loaded model. The server is not ready until WarmUp passes.
@@ -93,6 +98,10 @@ func New(model *inference.Model, cfg Config) (*Server, error) {
 	s.spec = InputSpec{Name: model.Input().Name, Features: model.Features(), MaxBatch: cfg.MaxBatch}
 	for _, o := range model.Outputs() {
 		s.spec.Outputs = append(s.spec.Outputs, o.Name)
+	}
+	if cfg.BatchMaxDelay > 0 {
+		s.batcher = newBatcher(model, cfg.MaxBatch, cfg.MaxInFlight, cfg.BatchMaxDelay, func() int { return min(cap(s.slots), len(s.slots)+int(s.queued.Load())) },
+			func(d time.Duration) { s.metrics.inference.Observe(d.Seconds()) })
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -264,60 +273,120 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("the server is busy (%d requests in flight, none finished within %s); retry after a second", s.cfg.MaxInFlight, s.cfg.QueueTimeout))
 		return
 	}
-	defer func() { <-s.slots }()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	defer s.leave()
+	buf := getBuffer()
+	defer putBuffer(buf)
+	batch, err := s.readBatch(w, r, buf)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.fail(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is over %d bytes; send fewer rows per request", s.cfg.MaxBodyBytes))
-			return
-		}
-		s.fail(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("read request body: %v", err))
+		s.refuse(w, err)
 		return
 	}
-	batch, err := DecodeInferRequest(body, s.spec)
-	if err != nil {
-		var reqErr *RequestError
-		if !errors.As(err, &reqErr) {
-			reqErr = &RequestError{Status: http.StatusBadRequest, Message: err.Error()}
-		}
-		reason := "bad_request"
-		if reqErr.Status == http.StatusRequestEntityTooLarge {
-			reason = "too_large"
-		}
-		s.fail(w, reqErr.Status, reason, reqErr.Message)
-		return
-	}
-	start := time.Now()
-	outs, err := s.model.Infer(batch.Rows, batch.Data)
-	s.metrics.inference.Observe(time.Since(start).Seconds())
+	outs, err := s.run(batch)
 	if err != nil {
 		s.metrics.errors.WithLabelValues("model_error").Inc()
 		s.cfg.Logger.Error("inference failed", "model", s.cfg.ModelName, "rows", batch.Rows, "error", err)
 		writeError(w, http.StatusInternalServerError, "inference failed; see the server log")
 		return
 	}
-	resp := InferResponse{ModelName: s.cfg.ModelName, ModelVersion: s.cfg.ModelVersion, ID: batch.ID}
+	tensors, err := s.responseTensors(batch, outs)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	s.metrics.rows.Add(float64(batch.Rows))
+	s.writeInferResponse(w, buf, batch.ID, tensors)
+}
+
+// readBatch reads the request body into buf and decodes it.
+func (s *Server) readBatch(w http.ResponseWriter, r *http.Request, buf *buffer) (*Batch, error) {
+	if err := buf.readAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &RequestError{Status: http.StatusRequestEntityTooLarge,
+				Message: fmt.Sprintf("request body is over %d bytes; send fewer rows per request", s.cfg.MaxBodyBytes)}
+		}
+		return nil, badRequest("read request body: %v", err)
+	}
+	return s.decode(r, buf.b)
+}
+
+// run puts the batch through the model, on its own or with other requests' rows.
+func (s *Server) run(batch *Batch) ([]inference.Output, error) {
+	if s.batcher != nil {
+		return s.batcher.infer(batch.Rows, batch.Data)
+	}
+	start := time.Now()
+	outs, err := s.model.Infer(batch.Rows, batch.Data)
+	s.metrics.inference.Observe(time.Since(start).Seconds())
+	return outs, err
+}
+
+// decode reads a JSON request, or one under the binary tensor extension when the request says
+// how long its JSON part is.
+func (s *Server) decode(r *http.Request, body []byte) (*Batch, error) {
+	header := r.Header.Get(BinaryHeader)
+	if header == "" {
+		return DecodeInferRequest(body, s.spec)
+	}
+	n, err := strconv.Atoi(header)
+	if err != nil || n < 0 {
+		return nil, badRequest("header %s: %q is not a byte count", BinaryHeader, header)
+	}
+	return DecodeBinaryInferRequest(body, n, s.spec)
+}
+
+// refuse answers a request the decoder or the model's output checks turned down.
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	var reqErr *RequestError
+	if !errors.As(err, &reqErr) {
+		reqErr = &RequestError{Status: http.StatusBadRequest, Message: err.Error()}
+	}
+	reason := "bad_request"
+	switch reqErr.Status {
+	case http.StatusRequestEntityTooLarge:
+		reason = "too_large"
+	case http.StatusUnprocessableEntity:
+		reason = "non_finite_output"
+	}
+	s.fail(w, reqErr.Status, reason, reqErr.Message)
+}
+
+// responseTensors picks the outputs the request asked for and says how each is sent.
+func (s *Server) responseTensors(batch *Batch, outs []inference.Output) ([]responseTensor, error) {
+	tensors := make([]responseTensor, 0, len(outs))
 	for _, o := range outs {
 		if len(batch.Outputs) > 0 && !slices.Contains(batch.Outputs, o.Name) {
 			continue
 		}
 		if i := inference.NonFinite(o.Data); i >= 0 {
 			// JSON has no NaN: this would be an empty 200. The input was valid but outside what
-			// the model computes sensibly (e.g. values near FP32's limits).
-			s.fail(w, http.StatusUnprocessableEntity, "non_finite_output", fmt.Sprintf(
+			// the model computes sensibly (e.g. values near FP32's limits). Binary outputs could
+			// carry it, but a NaN is no answer either way.
+			return nil, &RequestError{Status: http.StatusUnprocessableEntity, Message: fmt.Sprintf(
 				"the model computed %v for output %q, element %d (row %d); the input is valid FP32 but outside the range this model handles, check its scale",
-				o.Data[i], o.Name, i, i/max(1, len(o.Data)/batch.Rows)))
-			return
+				o.Data[i], o.Name, i, i/max(1, len(o.Data)/batch.Rows))}
 		}
-		shape := make([]int64, len(o.Shape))
-		for i, d := range o.Shape {
-			shape[i] = int64(d)
-		}
-		resp.Outputs = append(resp.Outputs, ResponseOutput{Name: o.Name, Datatype: inference.DatatypeFP32, Shape: shape, Data: o.Data})
+		tensors = append(tensors, responseTensor{Name: o.Name, Shape: o.Shape, Data: o.Data, Binary: batch.binaryOutput(o.Name)})
 	}
-	s.metrics.rows.Add(float64(batch.Rows))
-	writeJSON(w, http.StatusOK, resp)
+	return tensors, nil
+}
+
+// writeInferResponse sends the response from buf: JSON, or under the binary tensor extension
+// the JSON followed by the binary outputs, with the JSON's length in BinaryHeader.
+// The body is decoded by now, so its buffer takes the response.
+func (s *Server) writeInferResponse(w http.ResponseWriter, buf *buffer, id string, tensors []responseTensor) {
+	b := appendInferResponse(buf.b[:0], s.cfg.ModelName, s.cfg.ModelVersion, id, tensors)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if jsonLen := len(b); slices.ContainsFunc(tensors, func(t responseTensor) bool { return t.Binary }) {
+		b = appendBinaryOutputs(b, tensors)
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set(BinaryHeader, strconv.Itoa(jsonLen))
+	}
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	buf.b = b // keeps the grown buffer for the next request
 }
 
 // takeTurn waits for a free slot, up to QueueTimeout or until the client goes away.
@@ -327,6 +396,8 @@ func (s *Server) takeTurn(ctx context.Context) bool {
 		return true
 	default:
 	}
+	s.queued.Add(1)
+	defer s.queued.Add(-1)
 	t := time.NewTimer(s.cfg.QueueTimeout)
 	defer t.Stop()
 	select {
@@ -339,6 +410,15 @@ func (s *Server) takeTurn(ctx context.Context) bool {
 	}
 }
 
+// leave gives the request's slot back; a batch waiting for the requests in flight need not
+// wait for this one.
+func (s *Server) leave() {
+	<-s.slots
+	if s.batcher != nil {
+		s.batcher.poke()
+	}
+}
+
 // fail answers a refused inference request and counts it by reason.
 func (s *Server) fail(w http.ResponseWriter, status int, reason, msg string) {
 	s.metrics.errors.WithLabelValues(reason).Inc()
@@ -347,7 +427,8 @@ func (s *Server) fail(w http.ResponseWriter, status int, reason, msg string) {
 }
 
 // unsupportedEncoding says why a request body is not plain JSON, or "". A body is JSON when it
-// says so or says nothing (curl -d sends form encoding's type, so that one is read as JSON too);
+// says so or says nothing (curl -d sends form encoding's type, so that one is read as JSON too),
+// or JSON and then bytes under the binary tensor extension, which may say application/octet-stream;
 // compressed bodies are refused rather than read as garbage.
 func unsupportedEncoding(r *http.Request) string {
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
@@ -360,6 +441,9 @@ func unsupportedEncoding(r *http.Request) string {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return fmt.Sprintf("Content-Type %q is malformed; send application/json", ct)
+	}
+	if mt == "application/octet-stream" && r.Header.Get(BinaryHeader) != "" {
+		return ""
 	}
 	if mt != "application/json" && mt != "application/x-www-form-urlencoded" && mt != "text/plain" {
 		return fmt.Sprintf("Content-Type %q is not supported; send application/json", mt)
