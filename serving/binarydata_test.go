@@ -15,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
+	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )
 
@@ -163,8 +166,25 @@ func TestServerAnswersBinaryRequestsInKind(t *testing.T) {
 // A 100,000-row batch is refused with a 413 that names the limit it is over, whichever limit
 // it meets first, before any of it is decoded: the body limit for a real one (JSON or binary),
 // the row limit for a short body that declares the shape.
+// ortServer serves the opset-17 reference model, which only ONNX Runtime runs.
+func ortServer(t *testing.T) *serving.Server {
+	t.Helper()
+	m, err := inference.LoadWith(projectpath.Join(t, "models/digits-layernorm-opset17.onnx"), inference.Options{ORTLibrary: testenv.ORTLibrary(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	require.Equal(t, inference.BackendORT, m.Backend())
+	s, err := serving.New(m, serving.Config{ModelName: "digits", ModelVersion: "17"})
+	require.NoError(t, err)
+	return s
+}
+
+// The limits hold before any backend sees the batch, on either backend.
 func TestServerRefusesAHundredThousandRows(t *testing.T) {
-	s := newTestServer(t)
+	t.Run("gonnx", func(t *testing.T) { refusesAHundredThousandRows(t, newTestServer(t)) })
+	t.Run("onnxruntime", func(t *testing.T) { refusesAHundredThousandRows(t, ortServer(t)) })
+}
+
+func refusesAHundredThousandRows(t *testing.T, s *serving.Server) {
 	require.NoError(t, s.WarmUp())
 	const rows = 100000
 	row := strings.TrimSuffix(strings.Repeat("7,", 64), ",")
