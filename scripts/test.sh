@@ -178,7 +178,9 @@ bash scripts/vulncheck.sh
 
 log "tests (JUnit: $RESULTS_DIR/junit.xml)"
 mkdir -p "$RESULTS_DIR"
-gotestsum --junitfile "$RESULTS_DIR/junit.xml" --format testname -- -race -count=1 ./...
+# -timeout: on a cold machine a package that builds images waits for the others' builds (one at a
+# time, testenv.buildTurn) and can pass go test's default 10 minutes without being stuck.
+gotestsum --junitfile "$RESULTS_DIR/junit.xml" --format testname -- -race -count=1 -timeout 40m ./...
 log "the Dagger module's own tests (JUnit: $RESULTS_DIR/junit-ci.xml)"
 results=$(cd "$RESULTS_DIR" && pwd)
 (cd ci && gotestsum --junitfile "$results/junit-ci.xml" --format testname -- -count=1 ./...)

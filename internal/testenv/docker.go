@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,6 +324,8 @@ func TryBuildServerImage(t testing.TB, cli *client.Client, bases BaseImages, opt
 	for k, v := range opts.BuildArgs {
 		set(k, v)
 	}
+	unlock := buildTurn(t)
+	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	resp, err := cli.ImageBuild(ctx, ctxTar, build.ImageBuildOptions{
@@ -407,4 +410,26 @@ func legacyContext(rc io.ReadCloser, dockerfile string) io.ReadCloser {
 		pw.CloseWithError(err)
 	}()
 	return pr
+}
+
+// buildTurn makes the test processes of one run build images one at a time. Concurrent builds
+// on a cold engine all miss the layer cache and each downloads every module and compiles from
+// scratch (the legacy builder has no cache mounts), which on 2 cores took one build past ten
+// minutes; one at a time, the first fills the cache (go mod download, the base layers) and the
+// rest reuse it.
+func buildTurn(t testing.TB) (unlock func()) {
+	t.Helper()
+	path := filepath.Join(os.TempDir(), "modelship-image-build.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("open the image build lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("take the image build lock %s: %v", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}
 }
