@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,9 +138,14 @@ func (p *PodServers) backend(name, version string) (*url.URL, error) {
 	return u, nil
 }
 
+// podRouteLock is held shared by every test process using the route: the packages run at once,
+// and one finishing must not take the route from another still testing.
+var podRouteLock = filepath.Join(os.TempDir(), "modelship-pod-route.lock")
+
 // localPodRoute makes every address of podCIDR local to this host (the "AnyIP" local route), so
 // connections to a simulated pod reach a listener on 0.0.0.0. The API server refuses to proxy
-// to loopback addresses, which is why the pods keep their own range. Removed by Main.
+// to loopback addresses, which is why the pods keep their own range. Main removes it when this
+// process is the last one using it.
 func localPodRoute() error {
 	ip, err := exec.LookPath("ip")
 	if err != nil {
@@ -147,11 +154,35 @@ func localPodRoute() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("adding a local route for %s needs root", podCIDR)
 	}
+	lock, err := os.OpenFile(podRouteLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", podRouteLock, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		lock.Close()
+		return fmt.Errorf("lock %s: %w", podRouteLock, err)
+	}
 	if out, err := exec.Command(ip, "route", "replace", "local", podCIDR, "dev", "lo").CombinedOutput(); err != nil {
+		lock.Close()
 		return fmt.Errorf("ip route replace local %s dev lo: %v: %s", podCIDR, err, out)
 	}
 	sharedMu.Lock()
-	sharedStop = append(sharedStop, func() { _ = exec.Command(ip, "route", "del", "local", podCIDR, "dev", "lo").Run() })
+	sharedStop = append(sharedStop, func() { releasePodRoute(ip, lock) })
 	sharedMu.Unlock()
 	return nil
+}
+
+// releasePodRoute drops this process's hold on the route and removes the route when no other
+// process holds it (an exclusive lock is then free to take); a process starting meanwhile waits
+// for its shared lock before adding the route again.
+func releasePodRoute(ip string, lock *os.File) {
+	lock.Close()
+	last, err := os.OpenFile(podRouteLock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return
+	}
+	defer last.Close()
+	if syscall.Flock(int(last.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		_ = exec.Command(ip, "route", "del", "local", podCIDR, "dev", "lo").Run()
+	}
 }
