@@ -577,7 +577,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitSha", err))
 				}
 			}
-			return (*Modelship).QualityReports(&parent, ctx, modelVersion, gitSha)
+			var alias string
+			if inputArgs["alias"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["alias"]), &alias)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg alias", err))
+				}
+			}
+			return (*Modelship).QualityReports(&parent, ctx, modelVersion, gitSha, alias)
 		case "Resume":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -668,7 +675,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitSha", err))
 				}
 			}
-			return (*Modelship).Serve(&parent, ctx, modelVersion, gitSha)
+			var alias string
+			if inputArgs["alias"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["alias"]), &alias)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg alias", err))
+				}
+			}
+			return (*Modelship).Serve(&parent, ctx, modelVersion, gitSha, alias)
 		case "Ship":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -724,7 +738,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg gitSha", err))
 				}
 			}
-			return (*Modelship).TestQuality(&parent, ctx, modelVersion, gitSha)
+			var alias string
+			if inputArgs["alias"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["alias"]), &alias)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg alias", err))
+				}
+			}
+			return (*Modelship).TestQuality(&parent, ctx, modelVersion, gitSha, alias)
 		case "Tools":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

@@ -41,6 +41,29 @@ func (m *Modelship) resolve(ctx context.Context, modelVersion, gitSha string) (r
 	return res, nil
 }
 
+// versionOf is the model version a function runs with: modelVersion, or with an alias the
+// version the alias points at now (resolved afresh on every call, as aliases move); an alias
+// with a version or a SHA is refused.
+func (m *Modelship) versionOf(ctx context.Context, modelVersion, gitSha, alias string) (string, error) {
+	if alias == "" {
+		return modelVersion, nil
+	}
+	if modelVersion != "" || gitSha != "" {
+		return "", fmt.Errorf("give --alias, --model-version or --git-sha, not more than one")
+	}
+	out, err := fresh(m.registryCli()).
+		WithExec([]string{"modelship", "--json", "model", "resolve", "--name", m.ModelName, "--alias", alias}).
+		Stdout(ctx)
+	if err != nil {
+		return "", failed("resolve alias "+alias+" of "+m.ModelName, err)
+	}
+	var res resolution
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return "", fmt.Errorf("read the resolved model's manifest: %w", err)
+	}
+	return res.Manifest.Version, nil
+}
+
 // pullModel resolves the model version afresh, then pulls that exact, immutable version: the
 // pull is cached by version and digest, so the builds and the gate after it are too.
 func (m *Modelship) pullModel(ctx context.Context, modelVersion, gitSha string) (*dagger.File, resolution, error) {
@@ -70,7 +93,15 @@ func (m *Modelship) Serve(
 	//
 	// +optional
 	gitSha string,
+	// Run with the version this model alias points at (e.g. production, challenger).
+	//
+	// +optional
+	alias string,
 ) (*dagger.Service, error) {
+	modelVersion, err := m.versionOf(ctx, modelVersion, gitSha, alias)
+	if err != nil {
+		return nil, err
+	}
 	model, res, err := m.pullModel(ctx, modelVersion, gitSha)
 	if err != nil {
 		return nil, err
@@ -128,7 +159,15 @@ func (m *Modelship) QualityReports(
 	//
 	// +optional
 	gitSha string,
+	// Run with the version this model alias points at (e.g. production, challenger).
+	//
+	// +optional
+	alias string,
 ) (*dagger.Directory, error) {
+	modelVersion, err := m.versionOf(ctx, modelVersion, gitSha, alias)
+	if err != nil {
+		return nil, err
+	}
 	run, err := m.gate(ctx, modelVersion, gitSha, false)
 	return run.reports, err
 }
@@ -149,7 +188,15 @@ func (m *Modelship) TestQuality(
 	//
 	// +optional
 	gitSha string,
+	// Run with the version this model alias points at (e.g. production, challenger).
+	//
+	// +optional
+	alias string,
 ) (*dagger.Directory, error) {
+	modelVersion, err := m.versionOf(ctx, modelVersion, gitSha, alias)
+	if err != nil {
+		return nil, err
+	}
 	return m.passedGate(ctx, modelVersion, gitSha)
 }
 

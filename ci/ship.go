@@ -36,7 +36,7 @@ func (m *Modelship) Ship(
 		return "", err
 	}
 	var log strings.Builder
-	_, err := m.TestQuality(ctx, modelVersion, gitSha)
+	_, err := m.TestQuality(ctx, modelVersion, gitSha, "")
 	var gf *gateFailed
 	switch {
 	case errors.As(err, &gf):

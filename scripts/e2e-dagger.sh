@@ -335,6 +335,10 @@ staging_image=$(current_image "$OUT")
 call "promote: state of production" pass "${promo_prod[@]}" state
 check "promote: production links staging" has "$OUT" "promoted from $staging_env"
 check "promote: the identical image in both ($staging_image)" test "$staging_image" = "$(current_image "$OUT")"
+call "alias: promote moved production's alias; gate by it" pass quality-reports --alias="e2e-prod-$RUN" export --path="$WORK/alias-reports"
+check "alias: the gate ran the version it points at (1.0.0)" test "$(jq -r .model.version "$WORK/alias-reports/quality-report.json")" = 1.0.0
+call "alias: an alias nobody set is refused" fail test-quality --alias="e2e-none-$RUN"
+check "alias: says it is not found" has "$OUT" "e2e-none-$RUN"
 
 # --- A model only ONNX Runtime serves: opset 17 with LayerNormalization ------------------------
 # build-image picks serving/onnxruntime.Dockerfile for it, for both platforms. Its library comes
