@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path"
 	"strings"
 	"time"
@@ -185,7 +184,7 @@ func (r *Registry) changeAliases(ctx context.Context, name string, change func(*
 		err = objstore.PutIfMatch(ctx, r.client, r.bucket, key, append(body, '\n'), "application/json", etag)
 		if errors.Is(err, objstore.ErrConflict) {
 			// Someone else wrote first: back off a little and redo the change on their copy.
-			time.Sleep(time.Duration(1+rand.IntN(min(5*(attempt+1), 100))) * time.Millisecond)
+			time.Sleep(objstore.ConflictBackoff(attempt))
 			continue
 		}
 		if err != nil {

@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"path"
 	"time"
 
@@ -82,49 +80,30 @@ func (s *Store) Load(ctx context.Context, env string, opts LoadOptions) (*deploy
 	return st, nil
 }
 
+// maxStateBytes bounds what a read of deploy_state.json holds; the state keeps bounded lists
+// (deploystate.MaxHistory and friends), so a file near this is not one this package wrote.
+const maxStateBytes = 16 << 20
+
 // load returns the state and its ETag ("" with deploystate.ErrNoState when there is none).
 func (s *Store) load(ctx context.Context, env string) (*deploystate.State, string, error) {
 	if err := deploystate.ValidateEnvironment(env); err != nil {
 		return nil, "", err
 	}
-	// minio-go pins the reads of one object to its first ETag (If-Match), so an object replaced
-	// mid-read answers 412; that is a read to redo, not a conflict to report.
-	for attempt := 0; ; attempt++ {
-		st, etag, err := s.loadOnce(ctx, env)
-		if errors.Is(err, objstore.ErrConflict) && attempt < maxAttempts {
-			continue
-		}
-		return st, etag, err
-	}
-}
-
-func (s *Store) loadOnce(ctx context.Context, env string) (*deploystate.State, string, error) {
 	key := s.Key(env)
-	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
-	}
-	defer obj.Close()
-	info, err := obj.Stat()
-	if err != nil {
-		err = objstore.Classify(err)
-		if errors.Is(err, objstore.ErrNotFound) {
-			return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", deploystate.ErrNoState, s.bucket, key, env)
-		}
-		if errors.Is(err, objstore.ErrNoSuchBucket) {
-			return nil, "", fmt.Errorf("%w: bucket %q does not exist yet, so environment %s has never been deployed (the first deploy creates it; check --state-bucket if one was expected)", deploystate.ErrNoState, s.bucket, env)
-		}
-		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(obj, 16<<20))
-	if err != nil {
-		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
+	raw, etag, err := objstore.ReadWithETag(ctx, s.client, s.bucket, key, maxStateBytes)
+	switch {
+	case errors.Is(err, objstore.ErrNotFound):
+		return nil, "", fmt.Errorf("%w: s3://%s/%s does not exist; environment %s has never been deployed", deploystate.ErrNoState, s.bucket, key, env)
+	case errors.Is(err, objstore.ErrNoSuchBucket):
+		return nil, "", fmt.Errorf("%w: bucket %q does not exist yet, so environment %s has never been deployed (the first deploy creates it; check --state-bucket if one was expected)", deploystate.ErrNoState, s.bucket, env)
+	case err != nil:
+		return nil, "", err
 	}
 	st, err := deploystate.Decode(raw, env)
 	if err != nil {
 		return nil, "", fmt.Errorf("s3://%s/%s: %w; nothing was deployed from it — fix the file or restore an earlier version of it (the bucket is versioned)", s.bucket, key, err)
 	}
-	return st, info.ETag, nil
+	return st, etag, nil
 }
 
 // Update applies change to the environment's state (a new State when none exists) and writes it
@@ -152,7 +131,7 @@ func (s *Store) Update(ctx context.Context, env string, change func(*deploystate
 		err = s.put(ctx, env, st, etag)
 		if errors.Is(err, objstore.ErrConflict) {
 			// Someone else wrote first: back off a little and redo the change on their state.
-			time.Sleep(time.Duration(1+rand.IntN(min(5*(attempt+1), 100))) * time.Millisecond)
+			time.Sleep(objstore.ConflictBackoff(attempt))
 			continue
 		}
 		if err != nil {
@@ -171,18 +150,7 @@ func (s *Store) put(ctx context.Context, env string, st *deploystate.State, etag
 	if err != nil {
 		return fmt.Errorf("encode deploy state of %s: %w", env, err)
 	}
-	body = append(body, '\n')
-	opts := minio.PutObjectOptions{ContentType: "application/json"}
-	if etag == "" {
-		opts.SetMatchETagExcept("*")
-	} else {
-		opts.SetMatchETag(etag)
-	}
-	key := s.Key(env)
-	if _, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)), opts); err != nil {
-		return fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, objstore.Classify(err))
-	}
-	return nil
+	return objstore.PutIfMatch(ctx, s.client, s.bucket, s.Key(env), append(body, '\n'), "application/json", etag)
 }
 
 // Resume lifts the halt of env.

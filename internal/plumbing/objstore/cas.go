@@ -6,13 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
 
 // The two halves of a compare-and-swap on one object: read it with the ETag of what was read,
-// then write it back only if that ETag is still the object's. The registry's aliases use them;
-// the deploy state keeps its own copy of the same steps.
+// then write it back only if that ETag is still the object's. The registry's aliases and the
+// deploy state use them.
 
 // ErrTooLarge is an object over the size its reader allows.
 var ErrTooLarge = errors.New("object too large")
@@ -71,4 +73,11 @@ func PutIfMatch(ctx context.Context, client *minio.Client, bucket, key string, b
 		return fmt.Errorf("write s3://%s/%s: %w", bucket, key, Classify(err))
 	}
 	return nil
+}
+
+// ConflictBackoff is how long a writer that lost the race waits before its attempt-th retry: a
+// few random milliseconds, growing with the attempts and capped at 100, so a crowd of writers
+// spreads out instead of colliding again.
+func ConflictBackoff(attempt int) time.Duration {
+	return time.Duration(1+rand.IntN(min(5*(attempt+1), 100))) * time.Millisecond
 }
