@@ -29,10 +29,16 @@ func GonnxCannotRun(mp *onnx.ModelProto) error {
 
 type gonnxRunner struct{ graph *gonnx.Model }
 
+// newGonnx prepares a model gonnx was asked to run, saying why it cannot when it cannot.
 func newGonnx(mp *onnx.ModelProto) (runner, error) {
 	if why := GonnxCannotRun(mp); why != nil {
 		return nil, fmt.Errorf("%w: %v; export it at opset %d with gonnx's operators, or serve it with ONNX Runtime (backend %q)", ErrInvalidModel, why, GonnxOpset, BackendORT)
 	}
+	return gonnxGraph(mp)
+}
+
+// gonnxGraph builds a model GonnxCannotRun has passed.
+func gonnxGraph(mp *onnx.ModelProto) (runner, error) {
 	graph, err := gonnx.NewModel(mp)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModel, err)

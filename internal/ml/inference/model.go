@@ -163,7 +163,7 @@ func prepare(backend Backend, mp *onnx.ModelProto, raw []byte, m *Model, opts Op
 	}
 	why := GonnxCannotRun(mp)
 	if why == nil {
-		return newGonnx(mp)
+		return gonnxGraph(mp)
 	}
 	r, err := newORT(raw, m, opts.ORTLibrary)
 	switch {
