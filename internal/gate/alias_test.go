@@ -10,24 +10,15 @@ import (
 
 	"github.com/modelship/modelship/internal/gate"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
-	"github.com/modelship/modelship/internal/registry"
-	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )
 
 // MODELSHIP_MODEL_ALIAS gates whatever version the alias points at when the gate runs: moving
 // the alias changes the candidate without touching the pipeline's settings.
 func TestTheGateTakesItsCandidateByAlias(t *testing.T) {
-	srv := testenv.SharedMinIO(t)
-	bucket := srv.Bucket(t, "models")
-	reg, err := registry.New(srv.Client(t), registry.Options{Bucket: bucket, CacheDir: t.TempDir()})
-	require.NoError(t, err)
+	srv, bucket, reg := registryHolding(t, pushed{"models/digits-reference.onnx", "1", refSHA}, pushed{"models/digits-weak.onnx", "2", weakSHA})
 	ctx := context.Background()
-	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-reference.onnx"), registry.PushOptions{Name: "digits", Version: "1", GitSHA: refSHA})
-	require.NoError(t, err)
-	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-weak.onnx"), registry.PushOptions{Name: "digits", Version: "2", GitSHA: weakSHA})
-	require.NoError(t, err)
-	_, err = reg.SetAlias(ctx, "digits", "challenger", "1", "alice", "candidate for production")
+	_, err := reg.SetAlias(ctx, "digits", "challenger", "1", "alice", "candidate for production")
 	require.NoError(t, err)
 
 	s3 := srv.Config()

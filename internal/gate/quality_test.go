@@ -78,18 +78,28 @@ func assertReportFiles(t *testing.T, dir string, charts bool) {
 	require.NoError(t, err, string(svg))
 }
 
-// The registry path of the gate, as the pipeline runs it: reference passes, weak fails on
-// accuracy, and both leave every report.
-func TestGateOnRegistryCandidates(t *testing.T) {
+// pushed is one model a test's registry holds: the file, pushed as digits@version from sha.
+type pushed struct{ file, version, sha string }
+
+// registryHolding is a registry in a bucket of its own on the shared MinIO holding models.
+func registryHolding(t *testing.T, models ...pushed) (*testenv.MinIOServer, string, *registry.Registry) {
+	t.Helper()
 	srv := testenv.SharedMinIO(t)
 	bucket := srv.Bucket(t, "models")
 	reg, err := registry.New(srv.Client(t), registry.Options{Bucket: bucket, CacheDir: t.TempDir()})
 	require.NoError(t, err)
+	for _, m := range models {
+		_, err = reg.Push(context.Background(), projectpath.Join(t, m.file), registry.PushOptions{Name: "digits", Version: m.version, GitSHA: m.sha})
+		require.NoError(t, err)
+	}
+	return srv, bucket, reg
+}
+
+// The registry path of the gate, as the pipeline runs it: reference passes, weak fails on
+// accuracy, and both leave every report.
+func TestGateOnRegistryCandidates(t *testing.T) {
+	srv, bucket, _ := registryHolding(t, pushed{"models/digits-reference.onnx", "1", refSHA}, pushed{"models/digits-weak.onnx", "2", weakSHA})
 	ctx := context.Background()
-	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-reference.onnx"), registry.PushOptions{Name: "digits", Version: "1", GitSHA: refSHA})
-	require.NoError(t, err)
-	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-weak.onnx"), registry.PushOptions{Name: "digits", Version: "2", GitSHA: weakSHA})
-	require.NoError(t, err)
 
 	cfg := baseConfig(t)
 	cfg.ModelFile = ""
@@ -302,13 +312,8 @@ func TestGateScriptWritesJUnitNamingEachCheck(t *testing.T) {
 // other: pulled from the registry, served, and passed with the reference's accuracy.
 func TestGateOnAnOpset17ModelFromTheRegistry(t *testing.T) {
 	testenv.ORTLibrary(t)
-	srv := testenv.SharedMinIO(t)
-	bucket := srv.Bucket(t, "models")
-	reg, err := registry.New(srv.Client(t), registry.Options{Bucket: bucket, CacheDir: t.TempDir()})
-	require.NoError(t, err)
+	srv, bucket, _ := registryHolding(t, pushed{"models/digits-layernorm-opset17.onnx", "17", refSHA})
 	ctx := context.Background()
-	_, err = reg.Push(ctx, projectpath.Join(t, "models/digits-layernorm-opset17.onnx"), registry.PushOptions{Name: "digits", Version: "17", GitSHA: refSHA})
-	require.NoError(t, err)
 
 	cfg := baseConfig(t)
 	ref := gate.Run(ctx, cfg)
