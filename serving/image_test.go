@@ -35,72 +35,87 @@ import (
 func TestDockerfileBuildsAServingImage(t *testing.T) {
 	cli := testenv.Docker(t)
 	bases := testenv.EnsureBaseImages(t, cli)
-	ctx := context.Background()
 
 	tag := "modelship.test/model:image-test-a"
 	testenv.BuildServerImage(t, cli, bases, testenv.BuildOptions{Tag: tag, ModelFile: "models/digits-reference.onnx",
 		BuildArgs: map[string]string{"REVISION": "0123456789abcdef0123456789abcdef01234567", "MODEL_VERSION": "7", "VERSION": "a"}})
-	img, err := cli.ImageInspect(ctx, tag)
-	require.NoError(t, err)
-	assert.Equal(t, "65532:65532", img.Config.User, "runs as non-root")
-	assert.Contains(t, img.Config.ExposedPorts, "8000/tcp")
-	assert.Equal(t, "0123456789abcdef0123456789abcdef01234567", img.Config.Labels["org.opencontainers.image.revision"])
-	assert.Equal(t, "7", img.Config.Labels["dev.modelship.model.version"])
-	assert.Equal(t, "digits", img.Config.Labels["dev.modelship.model.name"])
-	require.NotNil(t, img.Config.Healthcheck)
-
-	runtime, err := cli.ImageInspect(ctx, bases.Runtime)
-	require.NoError(t, err)
-	base := len(runtime.RootFS.Layers)
-	require.Len(t, img.RootFS.Layers, base+2, "runtime base + model layer + binary layer")
+	_, layers := assertServerImage(t, cli, tag, bases.Runtime, "0123456789abcdef0123456789abcdef01234567", "7")
+	require.Len(t, layers, 2, "runtime base + model layer + binary layer")
 
 	// A code-only change (here: another version stamped into the binary) rebuilds the binary
 	// layer and leaves the model layer byte-identical.
 	codeChange := "modelship.test/model:image-test-b"
 	testenv.BuildServerImage(t, cli, bases, testenv.BuildOptions{Tag: codeChange, ModelFile: "models/digits-reference.onnx",
 		BuildArgs: map[string]string{"REVISION": "fedcba9876543210fedcba9876543210fedcba98", "MODEL_VERSION": "7", "VERSION": "b"}})
-	imgB, err := cli.ImageInspect(ctx, codeChange)
-	require.NoError(t, err)
-	assert.Equal(t, img.RootFS.Layers[base], imgB.RootFS.Layers[base], "model layer unchanged by a code change")
-	assert.NotEqual(t, img.RootFS.Layers[base+1], imgB.RootFS.Layers[base+1], "binary layer rebuilt")
+	layersB := layersAbove(t, cli, codeChange, bases.Runtime)
+	assert.Equal(t, layers[0], layersB[0], "model layer unchanged by a code change")
+	assert.NotEqual(t, layers[1], layersB[1], "binary layer rebuilt")
 
 	// Another model changes the model layer.
 	modelChange := "modelship.test/model:image-test-weak"
 	testenv.BuildServerImage(t, cli, bases, testenv.BuildOptions{Tag: modelChange, ModelFile: "models/digits-weak.onnx",
 		BuildArgs: map[string]string{"REVISION": "fedcba9876543210fedcba9876543210fedcba98", "MODEL_VERSION": "8", "VERSION": "b"}})
-	imgW, err := cli.ImageInspect(ctx, modelChange)
-	require.NoError(t, err)
-	assert.NotEqual(t, img.RootFS.Layers[base], imgW.RootFS.Layers[base], "a new model is a new model layer")
-	assert.Equal(t, imgB.RootFS.Layers[base+1], imgW.RootFS.Layers[base+1], "and the same binary the same binary layer")
+	layersW := layersAbove(t, cli, modelChange, bases.Runtime)
+	assert.NotEqual(t, layers[0], layersW[0], "a new model is a new model layer")
+	assert.Equal(t, layersB[1], layersW[1], "and the same binary the same binary layer")
 
 	// The image serves: ready, metadata with the baked-in version, a correct prediction.
-	url := runContainer(t, cli, tag)
+	assertServes(t, runContainer(t, cli, tag), "7")
+}
+
+// assertServerImage checks what every server image promises (non-root, port 8000, the
+// revision and model labels, a health check) and returns it with its layers above the base.
+func assertServerImage(t *testing.T, cli *client.Client, tag, base, revision, version string) (image.InspectResponse, []string) {
+	t.Helper()
+	img, err := cli.ImageInspect(context.Background(), tag)
+	require.NoError(t, err)
+	assert.Equal(t, "65532:65532", img.Config.User, "runs as non-root")
+	assert.Contains(t, img.Config.ExposedPorts, "8000/tcp")
+	assert.Equal(t, revision, img.Config.Labels["org.opencontainers.image.revision"])
+	assert.Equal(t, version, img.Config.Labels["dev.modelship.model.version"])
+	assert.Equal(t, "digits", img.Config.Labels["dev.modelship.model.name"])
+	require.NotNil(t, img.Config.Healthcheck)
+	return img, layersAbove(t, cli, tag, base)
+}
+
+// layersAbove are the layers an image adds to its base image.
+func layersAbove(t *testing.T, cli *client.Client, tag, base string) []string {
+	t.Helper()
+	img, err := cli.ImageInspect(context.Background(), tag)
+	require.NoError(t, err)
+	runtime, err := cli.ImageInspect(context.Background(), base)
+	require.NoError(t, err)
+	require.Equal(t, runtime.RootFS.Layers, img.RootFS.Layers[:len(runtime.RootFS.Layers)], "%s is built on %s", tag, base)
+	return img.RootFS.Layers[len(runtime.RootFS.Layers):]
+}
+
+// assertServes checks a running server image: its metadata names the baked-in version, and it
+// predicts a fixture sample right. It returns the metadata.
+func assertServes(t *testing.T, url, version string) serving.ModelMetadata {
+	t.Helper()
 	status, body := do(t, http.MethodGet, url+"/v2/models/digits", "", nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var meta serving.ModelMetadata
 	require.NoError(t, json.Unmarshal(body, &meta))
-	assert.Equal(t, []string{"7"}, meta.Versions)
+	assert.Equal(t, []string{version}, meta.Versions)
 	f := fixture(t)
 	status, body = do(t, http.MethodPost, url+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[2].Features}), nil)
 	require.Equal(t, http.StatusOK, status, string(body))
 	var resp serving.InferResponse
 	require.NoError(t, json.Unmarshal(body, &resp))
 	assert.Equal(t, f.Samples[2].Label, argmax(resp.Outputs[0].Data))
+	return meta
 }
 
 // TestOnnxRuntimeDockerfileServesAnOpset17Model builds serving/onnxruntime.Dockerfile with
 // glibc base images and the ONNX Runtime library of MODELSHIP_ORT_LIBRARY put in the build
 // context, runs the image on a model gonnx cannot run, and checks the layer layout.
 func TestOnnxRuntimeDockerfileServesAnOpset17Model(t *testing.T) {
-	lib := os.Getenv("MODELSHIP_ORT_LIBRARY")
-	if st, err := os.Stat(lib); lib == "" || err != nil || !st.Mode().IsRegular() {
-		testenv.Missing(t, "onnxruntime", fmt.Sprintf("MODELSHIP_ORT_LIBRARY=%q names no ONNX Runtime library (source scripts/tools.sh; install_onnxruntime)", lib))
-	}
+	lib := testenv.ORTLibraryFile(t)
 	cli := testenv.Docker(t)
 	start := time.Now()
 	bases := testenv.EnsureGlibcBaseImages(t, cli)
 	t.Logf("glibc base images ready in %s", time.Since(start).Round(time.Millisecond))
-	ctx := context.Background()
 	const model = "models/digits-layernorm-opset17.onnx"
 	ortLibrary, ortSHA256 := putInBuildContext(t, lib)
 	build := func(tag string, args map[string]string) testenv.BuildOptions {
@@ -118,46 +133,24 @@ func TestOnnxRuntimeDockerfileServesAnOpset17Model(t *testing.T) {
 		testenv.BuildServerImage(t, cli, bases, build(tag, map[string]string{
 			"REVISION": "0123456789abcdef0123456789abcdef01234567", "MODEL_VERSION": "17", "VERSION": "a"}))
 		t.Logf("ONNX Runtime image built in %s", time.Since(start).Round(time.Millisecond))
-		img, err := cli.ImageInspect(ctx, tag)
-		require.NoError(t, err)
+		img, layers := assertServerImage(t, cli, tag, bases.Runtime, "0123456789abcdef0123456789abcdef01234567", "17")
 		t.Logf("image size %.1f MB", float64(img.Size)/1e6)
-		assert.Equal(t, "65532:65532", img.Config.User, "runs as non-root")
-		assert.Contains(t, img.Config.ExposedPorts, "8000/tcp")
-		assert.Equal(t, "0123456789abcdef0123456789abcdef01234567", img.Config.Labels["org.opencontainers.image.revision"])
-		assert.Equal(t, "17", img.Config.Labels["dev.modelship.model.version"])
 		assert.Equal(t, ortSHA256, img.Config.Labels["dev.modelship.onnxruntime.sha256"])
 		assert.Subset(t, img.Config.Env, []string{"MODELSHIP_ORT_LIBRARY=/libonnxruntime.so", "MODELSHIP_BACKEND=auto", "MODELSHIP_MODEL_PATH=/model.onnx"})
-		require.NotNil(t, img.Config.Healthcheck)
-
-		runtime, err := cli.ImageInspect(ctx, bases.Runtime)
-		require.NoError(t, err)
-		base := len(runtime.RootFS.Layers)
-		require.Len(t, img.RootFS.Layers, base+3, "runtime base + ONNX Runtime layer + model layer + binary layer")
+		require.Len(t, layers, 3, "runtime base + ONNX Runtime layer + model layer + binary layer")
 
 		// A code-only change rebuilds the binary layer alone.
 		codeChange := "modelship.test/model:ort-image-test-b"
 		testenv.BuildServerImage(t, cli, bases, build(codeChange, map[string]string{
 			"REVISION": "fedcba9876543210fedcba9876543210fedcba98", "MODEL_VERSION": "17", "VERSION": "b"}))
-		imgB, err := cli.ImageInspect(ctx, codeChange)
-		require.NoError(t, err)
-		assert.Equal(t, img.RootFS.Layers[base], imgB.RootFS.Layers[base], "ONNX Runtime layer unchanged by a code change")
-		assert.Equal(t, img.RootFS.Layers[base+1], imgB.RootFS.Layers[base+1], "model layer unchanged by a code change")
-		assert.NotEqual(t, img.RootFS.Layers[base+2], imgB.RootFS.Layers[base+2], "binary layer rebuilt")
+		layersB := layersAbove(t, cli, codeChange, bases.Runtime)
+		assert.Equal(t, layers[0], layersB[0], "ONNX Runtime layer unchanged by a code change")
+		assert.Equal(t, layers[1], layersB[1], "model layer unchanged by a code change")
+		assert.NotEqual(t, layers[2], layersB[2], "binary layer rebuilt")
 
 		// The image serves the opset-17 model with ONNX Runtime: metadata, a correct prediction.
-		url := runContainer(t, cli, tag)
-		status, body := do(t, http.MethodGet, url+"/v2/models/digits", "", nil)
-		require.Equal(t, http.StatusOK, status, string(body))
-		var meta serving.ModelMetadata
-		require.NoError(t, json.Unmarshal(body, &meta))
-		assert.Equal(t, []string{"17"}, meta.Versions)
-		assert.Equal(t, "onnxruntime", meta.Params["backend"], "metadata: %s", body)
-		f := fixture(t)
-		status, body = do(t, http.MethodPost, url+"/v2/models/digits/infer", inferBody([][]float64{f.Samples[2].Features}), nil)
-		require.Equal(t, http.StatusOK, status, string(body))
-		var resp serving.InferResponse
-		require.NoError(t, json.Unmarshal(body, &resp))
-		assert.Equal(t, f.Samples[2].Label, argmax(resp.Outputs[0].Data))
+		meta := assertServes(t, runContainer(t, cli, tag), "17")
+		assert.Equal(t, "onnxruntime", meta.Params["backend"], "metadata: %+v", meta)
 	})
 
 	t.Run("a wrong ORT_SHA256 fails the build naming both digests", func(t *testing.T) {
