@@ -52,6 +52,18 @@ type Config struct {
 	// long for requests still being read. 0 runs each request on its own.
 	BatchMaxDelay time.Duration
 	Logger        *slog.Logger
+
+	// ShadowURL, when set, is the base URL of a candidate server (e.g. http://10.0.0.7:8000)
+	// that gets a copy of ShadowSample of the successful inference requests (0 means all),
+	// sent to its model ShadowModel (default ModelName) after the live answer is known and
+	// without delaying it; a copy that finds ShadowQueue (default DefaultShadowQueue) copies
+	// waiting is dropped. Each copy gets ShadowTimeout (default DefaultShadowTimeout). The
+	// modelship_shadow_* series count how the two models agree. See shadow.go.
+	ShadowURL     string
+	ShadowSample  float64
+	ShadowModel   string
+	ShadowTimeout time.Duration
+	ShadowQueue   int
 }
 
 // Server serves one model.
@@ -65,6 +77,7 @@ type Server struct {
 	slots   chan struct{} // one per inference request in flight
 	batcher *batcher      // nil without batching
 	queued  atomic.Int32  // requests waiting for a slot
+	shadow  *shadow       // nil unless mirroring to a candidate
 }
 
 // New wires the HTTP API around a loaded model. The server is not ready until WarmUp passes.
@@ -102,6 +115,11 @@ func New(model *inference.Model, cfg Config) (*Server, error) {
 	if cfg.BatchMaxDelay > 0 {
 		s.batcher = newBatcher(model, cfg.MaxBatch, cfg.MaxInFlight, cfg.BatchMaxDelay, func() int { return min(cap(s.slots), len(s.slots)+int(s.queued.Load())) },
 			func(d time.Duration) { s.metrics.inference.Observe(d.Seconds()) })
+	}
+	s.metrics.predictions = newPredictions(s.metrics.registry, outputWidth(model))
+	var err error
+	if s.shadow, err = newShadow(&s.cfg, model, s.metrics.registry); err != nil {
+		return nil, err
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -167,8 +185,11 @@ func (s *Server) setReady(v bool) {
 }
 
 // Serve runs the API on ln until ctx is cancelled, then stops taking new work, lets in-flight
-// requests finish (up to ShutdownTimeout) and returns.
+// requests finish (up to ShutdownTimeout) and returns. It stops the shadow mirroring too.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Deferred past the graceful shutdown, when no request is left to queue a copy; the copies
+	// still queued then are dropped, since the candidate's verdict on them would go unscraped.
+	defer s.Close()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -294,6 +315,9 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.rows.Add(float64(batch.Rows))
+	// Before writing the response, which reuses the request's buffer: the values the mirror
+	// copies and the outputs it reads are surely intact here.
+	s.afterInference(r, batch, outs)
 	s.writeInferResponse(w, buf, batch.ID, tensors)
 }
 

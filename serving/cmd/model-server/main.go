@@ -35,6 +35,9 @@ type options struct {
 	shutdownTimeout, queueTimeout, batchMaxDelay       time.Duration
 	showVersion                                        bool
 	probeURL                                           string
+	shadowURL, shadowModel                             string
+	shadowSample                                       float64
+	shadowTimeout                                      time.Duration
 }
 
 func main() {
@@ -87,11 +90,29 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", serving.DefaultShutdownTimeout, "time in-flight requests get to finish after SIGTERM")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.probeURL, "probe", "", "GET this URL, exit 0 on 200 and 1 otherwise (a HEALTHCHECK for images without curl)")
+	fs.StringVar(&o.shadowURL, "shadow-url", "", "base URL of a candidate model server (e.g. http://10.0.0.7:8000) to mirror inference requests to, for shadow analysis; the live answers never wait for it (MODELSHIP_SHADOW_URL)")
+	fs.Float64Var(&o.shadowSample, "shadow-sample", 1, "fraction of successful inference requests mirrored to -shadow-url, in (0, 1] (MODELSHIP_SHADOW_SAMPLE)")
+	fs.StringVar(&o.shadowModel, "shadow-model", "", "model name at -shadow-url; default -model-name (MODELSHIP_SHADOW_MODEL)")
+	fs.DurationVar(&o.shadowTimeout, "shadow-timeout", serving.DefaultShadowTimeout, "how long the candidate gets to answer one mirrored request (MODELSHIP_SHADOW_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q; every setting is a flag (see -h)", fs.Args())
+	}
+	if err := shadowEnv(fs); err != nil {
+		return nil, err
+	}
+	if o.shadowURL != "" {
+		if err := serving.CheckShadowURL(o.shadowURL); err != nil {
+			return nil, fmt.Errorf("-shadow-url: %w", err)
+		}
+	}
+	if err := serving.CheckShadowSample(o.shadowSample); err != nil {
+		return nil, fmt.Errorf("-shadow-sample: %w", err)
+	}
+	if o.shadowTimeout <= 0 {
+		return nil, fmt.Errorf("-shadow-timeout %s must be positive, e.g. 2s", o.shadowTimeout)
 	}
 	if !slices.Contains(inference.Backends, inference.Backend(o.backend)) {
 		return nil, fmt.Errorf("-backend %q is unknown; use %q", o.backend, inference.Backends)
@@ -103,6 +124,27 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-batch-max-delay must be 0 (no batching) or positive")
 	}
 	return o, nil
+}
+
+// shadowEnv applies the shadow flags' environment variables, for the flags not given on the
+// command line, through the flags' own parsing: unlike a number that falls back to its default
+// when malformed, a mistyped sample must not quietly mirror every request.
+func shadowEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, e := range []struct{ flag, env string }{
+		{"shadow-url", "MODELSHIP_SHADOW_URL"}, {"shadow-sample", "MODELSHIP_SHADOW_SAMPLE"},
+		{"shadow-model", "MODELSHIP_SHADOW_MODEL"}, {"shadow-timeout", "MODELSHIP_SHADOW_TIMEOUT"},
+	} {
+		v := os.Getenv(e.env)
+		if v == "" || given[e.flag] {
+			continue
+		}
+		if err := fs.Set(e.flag, v); err != nil {
+			return fmt.Errorf("%s=%q (the environment's -%s): %w", e.env, v, e.flag, err)
+		}
+	}
+	return nil
 }
 
 func probe(url string) int {
@@ -180,6 +222,7 @@ func serve(o *options, logger *slog.Logger) error {
 		ModelName: o.modelName, ModelVersion: o.modelVersion, ServerVersion: version,
 		MaxBodyBytes: o.maxBodyBytes, MaxBatch: o.maxBatch, ShutdownTimeout: o.shutdownTimeout, Logger: logger,
 		MaxInFlight: o.maxInFlight, QueueTimeout: o.queueTimeout, BatchMaxDelay: o.batchMaxDelay,
+		ShadowURL: o.shadowURL, ShadowSample: o.shadowSample, ShadowModel: o.shadowModel, ShadowTimeout: o.shadowTimeout,
 	})
 	if err != nil {
 		return err
