@@ -100,7 +100,7 @@ func SharedKube(t testing.TB) *KubeControlPlane {
 		"--client-ca-file", pki.caCert,
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", pki.saPub, "--service-account-signing-key-file", pki.saKey,
-		"--service-cluster-ip-range", "10.96.0.0/16",
+		"--service-cluster-ip-range", serviceCIDR,
 		"--authorization-mode", "AlwaysAllow",
 		"--disable-admission-plugins", "ServiceAccount,TaintNodesByCondition",
 		"--endpoint-reconciler-type", "none",

@@ -83,6 +83,21 @@ const (
 	// HeadLayerNormGelu shifts the normalised logits into Gelu's increasing range and applies
 	// Gelu (opset 20 and later).
 	HeadLayerNormGelu Head = "layernorm-gelu"
+	// HeadBallast adds to the logits a branch of heavy matrix products multiplied by zero
+	// (opset 13 and later, so gonnx runs it): a model with the plain one's outputs, bit for bit,
+	// that takes tens of milliseconds a row. Tests of latency-based rollout analysis need a
+	// candidate that is slow yet right.
+	HeadBallast Head = "ballast"
+)
+
+// The ballast branch: the input goes through a [features, ballastWidth] product, then
+// ballastRounds products with one [ballastWidth, ballastWidth] matrix (one initializer reused,
+// so the file grows by one matrix, 4 MiB), then to [ballastWidth, classes] and times zero.
+// Every weight is 1/ballastWidth: each product averages its input, so the values stay those of
+// the input's scale (finite: zero times infinity would be NaN and poison the logits).
+const (
+	ballastWidth  = 1024
+	ballastRounds = 180
 )
 
 // geluShift moves LayerNormalization's output, which for c classes lies within ±sqrt(c-1),
@@ -99,7 +114,7 @@ type Variant struct {
 var irVersions = map[int64]int64{13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 // minOpset is the first opset that has each head's operators.
-var minOpset = map[Head]int64{HeadNone: 13, HeadLayerNorm: 17, HeadLayerNormGelu: 20}
+var minOpset = map[Head]int64{HeadNone: 13, HeadLayerNorm: 17, HeadLayerNormGelu: 20, HeadBallast: 13}
 
 // ExportVariantONNX is ExportDescribedONNX at another opset, with a head: models that only
 // ONNX Runtime runs (gonnx runs opset 13 only), whose predictions are the plain model's.
@@ -110,13 +125,17 @@ func (n *Network) ExportVariantONNX(v Variant, desc Description, producerVersion
 	}
 	first, ok := minOpset[v.Head]
 	if !ok {
-		return nil, fmt.Errorf("export head %q: want %q, %q or %q", v.Head, HeadNone, HeadLayerNorm, HeadLayerNormGelu)
+		return nil, fmt.Errorf("export head %q: want %q, %q, %q or %q", v.Head, HeadNone, HeadLayerNorm, HeadLayerNormGelu, HeadBallast)
 	}
 	if v.Opset < first {
 		return nil, fmt.Errorf("export head %q at opset %d: its operators need opset %d or later", v.Head, v.Opset, first)
 	}
 	graph := n.graph(desc)
-	if v.Head != HeadNone {
+	switch v.Head {
+	case HeadNone:
+	case HeadBallast:
+		addBallast(graph, n.Inputs, n.Classes)
+	default:
 		addHead(graph, v.Head, n.Classes)
 	}
 	return marshalModelAt(graph, v.Opset, ir, desc.Doc, producerVersion, metadata)
@@ -150,6 +169,37 @@ func addHead(graph *onnx.GraphProto, head Head, classes int) {
 	softmax.Input = []string{out}
 	graph.Node = append(graph.Node[:len(graph.Node)-1], append(nodes, softmax)...)
 	graph.Initializer = append(graph.Initializer, floatTensor("LN_scale", ones, int64(classes)), floatTensor("LN_bias", bias, int64(classes)))
+}
+
+// addBallast rewires the softmax to read the logits plus the ballast branch, which is exactly
+// zero: its products are finite and then multiplied by 0, and x + 0 is x, so the
+// probabilities are the plain network's bit for bit.
+func addBallast(graph *onnx.GraphProto, inputs, classes int) {
+	softmax := graph.Node[len(graph.Node)-1]
+	fill := func(n int) []float64 {
+		w := make([]float64, n)
+		for i := range w {
+			w[i] = 1.0 / ballastWidth
+		}
+		return w
+	}
+	nodes := []*onnx.NodeProto{{Name: "ballast_in", OpType: "MatMul", Input: []string{InputName, "ballast_W_in"}, Output: []string{"ballast_0"}}}
+	for i := 1; i <= ballastRounds; i++ {
+		nodes = append(nodes, &onnx.NodeProto{Name: fmt.Sprintf("ballast_round%d", i), OpType: "MatMul",
+			Input: []string{fmt.Sprintf("ballast_%d", i-1), "ballast_W"}, Output: []string{fmt.Sprintf("ballast_%d", i)}})
+	}
+	nodes = append(nodes,
+		&onnx.NodeProto{Name: "ballast_out", OpType: "MatMul", Input: []string{fmt.Sprintf("ballast_%d", ballastRounds), "ballast_W_out"}, Output: []string{"ballast_logits"}},
+		&onnx.NodeProto{Name: "ballast_zero", OpType: "Mul", Input: []string{"ballast_logits", "ballast_zero"}, Output: []string{"ballast_nothing"}},
+		&onnx.NodeProto{Name: "ballast_add", OpType: "Add", Input: []string{"logits", "ballast_nothing"}, Output: []string{"ballasted"}},
+	)
+	softmax.Input = []string{"ballasted"}
+	graph.Node = append(graph.Node[:len(graph.Node)-1], append(nodes, softmax)...)
+	graph.Initializer = append(graph.Initializer,
+		floatTensor("ballast_W_in", fill(inputs*ballastWidth), int64(inputs), ballastWidth),
+		floatTensor("ballast_W", fill(ballastWidth*ballastWidth), ballastWidth, ballastWidth),
+		floatTensor("ballast_W_out", fill(ballastWidth*classes), ballastWidth, int64(classes)),
+		floatTensor("ballast_zero", []float64{0}, 1))
 }
 
 // marshalModel wraps graph in an opset-13 model and marshals it deterministically, so the

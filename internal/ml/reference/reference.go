@@ -82,6 +82,26 @@ func Variant(dataPath string, v mlp.Variant) ([]byte, error) {
 	return out, nil
 }
 
+// SlowVariant is the reference network with a ballast head: gonnx runs it (opset 13), it
+// predicts exactly what the reference model does, and a row takes it tens of milliseconds.
+var SlowVariant = mlp.Variant{Opset: 13, Head: mlp.HeadBallast}
+
+// SlowModel is the reference model made slow (SlowVariant), for tests of rollouts that judge
+// a candidate by its latency: a candidate whose answers are right but late. It is not shipped
+// (4.5 MB); training and exporting it takes well under a second.
+func SlowModel(dataPath string) ([]byte, error) {
+	return Variant(dataPath, SlowVariant)
+}
+
+// WriteSlowModel writes SlowModel to path.
+func WriteSlowModel(dataPath, path string) error {
+	raw, err := SlowModel(dataPath)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, raw)
+}
+
 // Generate trains both models and writes the fixture and the ONNX files.
 func Generate(opts Options) (*Report, error) {
 	train, validation, err := split(opts.DataPath)
