@@ -27,6 +27,7 @@ const (
 	MaxHistory   = 50
 	MaxRollbacks = 100
 	MaxResumes   = 50
+	MaxRollouts  = 50
 )
 
 // Rollback budget: more than RollbackBudget rollbacks within RollbackWindow halt the environment.
@@ -55,7 +56,10 @@ type State struct {
 	Rollbacks     []Rollback   `json:"rollbacks"`
 	Halt          *Halt        `json:"halt,omitempty"`
 	Resumes       []Resume     `json:"resumes"`
-	UpdatedAt     time.Time    `json:"updated_at"`
+	// Rollouts are the canary and shadow rollouts, newest last, with every step and its analysis:
+	// promoted, aborted (the stable release got all the traffic back) or refused.
+	Rollouts  []Rollout `json:"rollouts,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Deployment is one version that went live.
@@ -180,6 +184,11 @@ func (s *State) Validate(env string) error {
 	}
 	if s.Halt != nil && (s.Halt.At.IsZero() || s.Halt.Reason == "") {
 		add("halt needs at and reason")
+	}
+	for i, r := range s.Rollouts {
+		if err := r.Validate(); err != nil {
+			add("rollouts[%d]: %v", i, err)
+		}
 	}
 	if s.UpdatedAt.IsZero() {
 		add("updated_at is missing")

@@ -22,6 +22,11 @@ const (
 	RolledBack         Kind = "rolled_back"
 	VerificationFailed Kind = "verification_failed"
 	Halted             Kind = "halted"
+	// A canary or shadow rollout: started, one step analysed, promoted, aborted or refused.
+	RolloutStarted  Kind = "rollout_started"
+	RolloutStep     Kind = "rollout_step"
+	RolloutPromoted Kind = "rollout_promoted"
+	RolloutAborted  Kind = "rollout_aborted"
 )
 
 // Event is one notification.
