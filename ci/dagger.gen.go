@@ -465,7 +465,63 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelVersion", err))
 				}
 			}
-			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion)
+			var strategy string
+			if inputArgs["strategy"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["strategy"]), &strategy)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg strategy", err))
+				}
+			}
+			var steps string
+			if inputArgs["steps"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["steps"]), &steps)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg steps", err))
+				}
+			}
+			var duration string
+			if inputArgs["duration"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["duration"]), &duration)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg duration", err))
+				}
+			}
+			var shadowSample string
+			if inputArgs["shadowSample"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["shadowSample"]), &shadowSample)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg shadowSample", err))
+				}
+			}
+			var minAgreement string
+			if inputArgs["minAgreement"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["minAgreement"]), &minAgreement)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg minAgreement", err))
+				}
+			}
+			var maxDrift string
+			if inputArgs["maxDrift"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["maxDrift"]), &maxDrift)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg maxDrift", err))
+				}
+			}
+			var maxErrorRate string
+			if inputArgs["maxErrorRate"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["maxErrorRate"]), &maxErrorRate)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg maxErrorRate", err))
+				}
+			}
+			var maxP99 string
+			if inputArgs["maxP99"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["maxP99"]), &maxP99)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg maxP99", err))
+				}
+			}
+			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion, strategy, steps, duration, shadowSample, minAgreement, maxDrift, maxErrorRate, maxP99)
 		case "EvaluateProduction":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -103,10 +105,47 @@ func (m *Modelship) Deploy(
 	//
 	// +optional
 	modelVersion string,
+	// How the release takes traffic: direct (all at once, once verified), canary (weighted
+	// steps, each analysed against the live release; Kubernetes) or shadow (a sample of live
+	// requests mirrored to it and compared, then promoted or refused).
+	//
+	// +optional
+	// +default="direct"
+	strategy string,
+	// Canary traffic percentages, comma-separated and increasing, e.g. "10,25,50" (100 follows).
+	//
+	// +optional
+	steps string,
+	// How long each canary step, or the shadow, is watched before its analysis, e.g. "2m".
+	//
+	// +optional
+	duration string,
+	// Shadow: the share of live requests mirrored to the candidate, in (0, 1].
+	//
+	// +optional
+	shadowSample string,
+	// Shadow: the smallest share of mirrored rows the candidate must predict as live did, e.g. "0.95".
+	//
+	// +optional
+	minAgreement string,
+	// Largest Jensen-Shannon divergence (0-1) of the candidate's predicted classes from live's, e.g. "0.1".
+	//
+	// +optional
+	maxDrift string,
+	// Largest share of the candidate's inference requests that may fail, e.g. "0.01".
+	//
+	// +optional
+	maxErrorRate string,
+	// Largest p99 inference latency the candidate may show, e.g. "200ms".
+	//
+	// +optional
+	maxP99 string,
 ) (*Stage, error) {
 	if branch != pipeline.DeployBranch {
 		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
 	}
+	rollout := rolloutArgs(strategy, map[string]string{"--steps": steps, "--duration": duration, "--shadow-sample": shadowSample,
+		"--min-agreement": minAgreement, "--max-drift": maxDrift, "--max-error-rate": maxErrorRate, "--max-p99": maxP99})
 	c, err := m.deployer()
 	if err != nil {
 		return nil, err
@@ -127,6 +166,7 @@ func (m *Modelship) Deploy(
 	c = c.WithFile("/gate/quality-report.json", reports.File("quality-report.json"))
 	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version,
 		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath, "--gate-report", "/gate/quality-report.json"}
+	args = append(args, rollout...)
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
@@ -140,6 +180,18 @@ func (m *Modelship) Deploy(
 		args = append(args, "--image", built.Output)
 	}
 	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
+}
+
+// rolloutArgs are the CLI flags of a deploy's strategy and the settings given (the CLI checks
+// them and names what is wrong), in a fixed order so the same call is the same exec.
+func rolloutArgs(strategy string, given map[string]string) []string {
+	args := []string{"--strategy", strategy}
+	for _, flag := range slices.Sorted(maps.Keys(given)) {
+		if v := given[flag]; v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	return args
 }
 
 // Rollback puts the last good deployment back from deploy_state.json on the target given
@@ -219,3 +271,6 @@ func (m *Modelship) Resume(
 	}
 	return out, nil
 }
+
+// deployStrategyDirect is the strategy ship deploys with: verified, then all the traffic.
+const deployStrategyDirect = "direct"

@@ -193,6 +193,19 @@ func (f *targetFlags) run(g *globals, do func(cmd *cobra.Command, smoke smokeInp
 	}
 }
 
+// printRollout shows each step of a canary or shadow and what its analysis found.
+func printRollout(cmd *cobra.Command, out *deploy.Outcome) {
+	if out == nil || out.Rollout == nil {
+		return
+	}
+	r := out.Rollout
+	w := cmd.ErrOrStderr()
+	fmt.Fprintf(w, "%s %s (%s -> %s)\n", r.Strategy, r.Outcome, r.Stable, r.Candidate.Image)
+	for _, line := range rolloutLines(*r) {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
+}
+
 // printSteps shows how long each step of a deploy or rollback took, failed or not.
 func printSteps(cmd *cobra.Command, out *deploy.Outcome) {
 	if out != nil && out.Result != nil {
@@ -221,6 +234,7 @@ func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var tf targetFlags
+	var rf rolloutFlags
 	var rel deploy.Release
 	var branch, archive, gateReport string
 	var dryRun bool
@@ -266,6 +280,10 @@ its digest, the model version and the time.`,
 					return err
 				}
 			}
+			progressive, err := rf.progressive()
+			if err != nil {
+				return err
+			}
 			var passed *deploystate.GateRecord
 			if gateReport != "" {
 				var err error
@@ -276,12 +294,14 @@ its digest, the model version and the time.`,
 			run := startStage(cmd, g, &tf, "deploy", deps.State)
 			run.rec.Model.Name, run.rec.Model.Version = rel.ModelName, rel.ModelVersion
 			run.rec.Inputs["git_sha"], run.rec.Inputs["image"], run.rec.Inputs["branch"] = rel.GitSHA, rel.Image, branch
+			run.rec.Inputs["strategy"] = rf.strategy
 			run.announce(cmd)
 			fmt.Fprintf(cmd.ErrOrStderr(), "deploying %s (%s@%s, git %s) to %s (%s)\n",
 				rel.Image, rel.ModelName, rel.ModelVersion, short(rel.GitSHA), tf.env, deps.Target.Name())
 			out, err := deploy.Deploy(cmd.Context(), deps, deploy.DeployRequest{Environment: tf.env, Branch: branch,
-				PipelineRun: tf.pipelineRun, Release: rel, Evidence: run.pointer(), Gate: passed})
+				PipelineRun: tf.pipelineRun, Release: rel, Evidence: run.pointer(), Gate: passed, Progressive: progressive})
 			printSteps(cmd, out)
+			printRollout(cmd, out)
 			run.finish(cmd.Context(), cmd, out, err)
 			if err != nil {
 				return err
@@ -295,6 +315,7 @@ its digest, the model version and the time.`,
 		}),
 	}
 	tf.register(cmd)
+	rf.register(cmd)
 	bindRelease(cmd, &rel)
 	f := cmd.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "print the Kubernetes manifests the deploy would apply, and apply nothing")

@@ -52,6 +52,9 @@ func (s *stageRun) finish(ctx context.Context, cmd *cobra.Command, out *deploy.O
 		s.rec.Outputs["target_instance"] = out.Result.Instance
 		s.rec.Outputs["url"] = out.Result.URL
 		s.rec.Outputs["reused"] = out.Result.Reused
+		if out.Rollout != nil {
+			s.rec.Outputs["rollout"] = out.Rollout
+		}
 		if out.Deployment.Image != "" {
 			s.rec.Outputs["image"] = out.Deployment.Image
 			s.rec.Outputs["deployed"] = out.Deployment

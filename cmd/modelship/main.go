@@ -40,6 +40,7 @@ const (
 	exitUnreachable = 7
 	exitRefused     = 8
 	exitUnverified  = 9
+	exitAborted     = 10
 )
 
 // exitMeanings is the one list of what each exit code means: --help renders it, and a test
@@ -58,6 +59,7 @@ var exitMeanings = []struct {
 	{exitUnreachable, "unreachable: the S3 endpoint or the Docker engine did not answer"},
 	{exitRefused, "refused: deploys run only for `main`; the release's model name or version disagrees with its image; nothing earlier to roll back to; the promotion's source is not live, gated, verified or old enough"},
 	{exitUnverified, "verification failed: the new server never got ready or failed its smoke inference; the previous one keeps serving"},
+	{exitAborted, "stopped by analysis: a canary aborted (the stable release has all the traffic again; it counts as a rollback) or a shadow candidate was refused"},
 }
 
 // exitCodesHelp is the list as --help shows it.
@@ -124,12 +126,15 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &usage), errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidInput), errors.Is(err, deploystate.ErrInvalidInput),
 		errors.Is(err, inference.ErrInvalidModel), errors.Is(err, deploy.ErrNoSmokeInput), errors.Is(err, kubernetes.ErrCannotSmoke),
-		errors.Is(err, project.ErrInvalid):
+		errors.Is(err, project.ErrInvalid), errors.Is(err, deploy.ErrInvalidRollout), errors.Is(err, deploy.ErrStrategyUnsupported),
+		errors.Is(err, kubernetes.ErrCannotAnalyse) && !errors.Is(err, deploy.ErrRolloutAborted):
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
+	case errors.Is(err, deploy.ErrRolloutAborted), errors.Is(err, deploy.ErrShadowRefused):
+		return exitAborted
 	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch), errors.Is(err, deploystate.ErrNothingToRollBackTo),
-		errors.Is(err, deploy.ErrPromotionRefused):
+		errors.Is(err, deploy.ErrPromotionRefused), errors.Is(err, docker.ErrNoLiveServer):
 		return exitRefused
 	case errors.Is(err, deploy.ErrVerification), errors.Is(err, kubernetes.ErrRolloutStuck):
 		return exitUnverified

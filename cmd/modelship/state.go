@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,6 +76,59 @@ func printState(w io.Writer, st *deploystate.State, where string) {
 	hourAgo := time.Now().Add(-deploystate.RollbackWindow)
 	fmt.Fprintf(w, "rollbacks: %d recorded, %d in the last hour (budget %d), %d failed attempts in the last hour (not counted)\n",
 		len(st.Rollbacks), st.RollbacksSince(hourAgo), deploystate.RollbackBudget, st.FailedRollbacksSince(hourAgo))
+	printRollouts(w, st.Rollouts)
+}
+
+// printRollouts shows the newest canary and shadow rollouts, each step with its analysis.
+func printRollouts(w io.Writer, rollouts []deploystate.Rollout) {
+	const shown = 3
+	if len(rollouts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "rollouts: %d recorded, newest last\n", len(rollouts))
+	for _, r := range rollouts[max(0, len(rollouts)-shown):] {
+		fmt.Fprintf(w, "  %s %s %s: %s@%s (%s) against %s, %s to %s\n", r.StartedAt.Format(time.RFC3339), r.Strategy, strings.ToUpper(r.Outcome),
+			r.Candidate.ModelName, r.Candidate.ModelVersion, r.Candidate.Image, r.Stable, r.StartedAt.Format("15:04:05"), r.EndedAt.Format("15:04:05"))
+		if r.Reason != "" {
+			fmt.Fprintf(w, "    reason: %s\n", r.Reason)
+		}
+		for _, line := range rolloutLines(r) {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
+}
+
+// rolloutLines are a rollout's steps, one line each: the share of traffic, how long, the verdict
+// and every check against its limit.
+func rolloutLines(r deploystate.Rollout) []string {
+	var lines []string
+	for i, st := range r.Steps {
+		share := fmt.Sprintf("%d%% asked, %.1f%% taken", st.Weight, 100*st.EffectiveWeight)
+		if r.Strategy == deploystate.StrategyShadow {
+			share = fmt.Sprintf("%.0f%% of live requests mirrored, none answered", 100*st.Mirrored)
+		}
+		verdict := "passed"
+		switch {
+		case st.Inconclusive:
+			verdict = "INCONCLUSIVE"
+		case !st.Passed:
+			verdict = "FAILED"
+		}
+		var checks []string
+		for _, c := range st.Checks {
+			mark := "ok"
+			switch {
+			case c.Skipped:
+				checks = append(checks, fmt.Sprintf("%s skipped (%s)", c.Name, c.Detail))
+				continue
+			case !c.Passed:
+				mark = "FAILED"
+			}
+			checks = append(checks, fmt.Sprintf("%s %.4g%s %s %.4g%s %s", c.Name, c.Value, c.Unit, or(c.Op, "vs"), c.Limit, c.Unit, mark))
+		}
+		lines = append(lines, fmt.Sprintf("step %d: %s, %.0fs, %s: %s", i+1, share, st.Seconds, verdict, strings.Join(checks, "; ")))
+	}
+	return lines
 }
 
 func newStateResumeCmd(g *globals) *cobra.Command {

@@ -36,6 +36,9 @@ type DeployRequest struct {
 	Gate *deploystate.GateRecord
 	// PromotedFrom is set by Promote: the deployment elsewhere this one copies.
 	PromotedFrom *deploystate.Promotion
+	// Progressive, when set, rolls the release out as a canary or a shadow, judged against
+	// the live release; nil gives it all the traffic once verified.
+	Progressive *Progressive
 }
 
 // Outcome says what a deploy or rollback did.
@@ -44,6 +47,8 @@ type Outcome struct {
 	Deployment deploystate.Deployment
 	State      *deploystate.State
 	Elapsed    time.Duration // from the start of the call to verified serving
+	// Rollout is a canary's or shadow's record, steps and analysis included, however it ended.
+	Rollout *deploystate.Rollout
 }
 
 // Deploy refuses unless the branch is main and the environment is not halted, rolls the release
@@ -61,6 +66,9 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 	prev, err := ready(ctx, deps, req.Environment)
 	if err != nil {
 		return nil, err
+	}
+	if req.Progressive != nil && req.Progressive.Strategy != StrategyDirect {
+		return deps.deployProgressive(ctx, req, prev, start)
 	}
 	res, err := deps.Target.Deploy(ctx, req.Release)
 	if err != nil {

@@ -149,29 +149,10 @@ func (d *Target) Name() string { return "docker" }
 
 // Deploy runs rel on the published port; see Target.
 func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
-	res := &deploy.Result{Image: rel.Image}
-	if _, err := d.cfg.Client.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Engine, err)
-	}
-	var img image.InspectResponse
-	var pulled bool
-	pull := deploy.Plan{{Name: "pull", Run: func(ctx context.Context) (err error) { img, pulled, err = d.ensureImage(ctx, rel.Image); return err }}}
-	if err := pull.Run(ctx, &res.Steps); err != nil {
-		return nil, err
-	}
-	res.ImageDigest = repoDigest(rel.Image, img)
-	var labels map[string]string
-	if img.Config != nil {
-		labels = img.Config.Labels
-	}
-	rel, err := deploy.AgreeWithImage(rel, labels)
-	if err == nil {
-		rel, err = rel.WithImageSmoke(labels)
-	}
+	res, img, pulled, rel, err := d.prepare(ctx, rel)
 	if err != nil {
 		return nil, err
 	}
-	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
 	live, err := d.containers(ctx, false)
 	if err != nil {
 		return nil, err
@@ -196,6 +177,35 @@ func (d *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	res.URL = d.publicURL()
 	d.prune(ctx, res.Instance)
 	return res, nil
+}
+
+// prepare checks the engine answers, has (or pulls) rel's image, and checks rel against the
+// image's labels, filling in what rel leaves to them.
+func (d *Target) prepare(ctx context.Context, rel deploy.Release) (*deploy.Result, image.InspectResponse, bool, deploy.Release, error) {
+	res := &deploy.Result{Image: rel.Image}
+	var img image.InspectResponse
+	var pulled bool
+	if _, err := d.cfg.Client.Ping(ctx); err != nil {
+		return nil, img, pulled, rel, fmt.Errorf("%w at %s: %w", ErrEngineUnreachable, d.cfg.Engine, err)
+	}
+	pull := deploy.Plan{{Name: "pull", Run: func(ctx context.Context) (err error) { img, pulled, err = d.ensureImage(ctx, rel.Image); return err }}}
+	if err := pull.Run(ctx, &res.Steps); err != nil {
+		return nil, img, pulled, rel, err
+	}
+	res.ImageDigest = repoDigest(rel.Image, img)
+	var labels map[string]string
+	if img.Config != nil {
+		labels = img.Config.Labels
+	}
+	rel, err := deploy.AgreeWithImage(rel, labels)
+	if err == nil {
+		rel, err = rel.WithImageSmoke(labels)
+	}
+	if err != nil {
+		return nil, img, pulled, rel, err
+	}
+	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
+	return res, img, pulled, rel, nil
 }
 
 // ensureImage inspects ref, pulling it first when the engine does not have it.
@@ -348,7 +358,7 @@ func (d *Target) stopAll(ctx context.Context, list []container.Summary) error {
 }
 
 // create makes a container of imageID; hostPort "" publishes on a free port.
-func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release, role, hostPort string) (string, error) {
+func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release, role, hostPort string, extraEnv ...string) (string, error) {
 	labels := map[string]string{
 		deploy.LabelEnvironment: d.cfg.Environment, deploy.LabelRole: role, deploy.LabelImage: rel.Image,
 		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: rel.ModelVersion, deploy.LabelGitSHA: rel.GitSHA,
@@ -357,6 +367,7 @@ func (d *Target) create(ctx context.Context, imageID string, rel deploy.Release,
 	if rel.ModelVersion != "" {
 		env = append(env, "MODELSHIP_MODEL_VERSION="+rel.ModelVersion)
 	}
+	env = append(env, extraEnv...)
 	host := &container.HostConfig{PortBindings: nat.PortMap{d.serverPort(): {{HostIP: d.hostIP, HostPort: hostPort}}}}
 	if role == roleLive {
 		host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}

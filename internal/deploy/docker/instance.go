@@ -22,14 +22,15 @@ type instance struct {
 	id   string
 	port string // host port it is published on; a candidate's is known once it runs
 	rel  deploy.Release
-	at   string // where the checks reach it, found by the first check
+	at   string   // where the checks reach it, found by the first check
+	env  []string // settings beyond the release's (a mirroring live server's shadow URL)
 }
 
 // keep leaves an error as it is.
 func keep(err error) error { return err }
 
 func (in *instance) create(ctx context.Context, imageID, role, hostPort string) (err error) {
-	in.id, err = in.d.create(ctx, imageID, in.rel, role, hostPort)
+	in.id, err = in.d.create(ctx, imageID, in.rel, role, hostPort, in.env...)
 	return err
 }
 

@@ -37,6 +37,10 @@ const (
 	// is read; an idle Deployment that still carries it is recreated (a selector is immutable).
 	oldLabelColour = "modelship.dev/colour"
 
+	// annotationStable names the stable colour on the Service while a canary splits the
+	// traffic between both colours (its selector then names none).
+	annotationStable = "dev.modelship.stable-colour"
+
 	// MaxRestarts is how often a new pod may crash-loop before the rollout is failed.
 	MaxRestarts = 3
 )
@@ -157,6 +161,10 @@ func other(colour string) string {
 
 // Manifests are the objects a deploy of rel to colour applies.
 func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deployment, *corev1.Service) {
+	return k.manifests(rel, colour, k.cfg.Replicas)
+}
+
+func (k *Target) manifests(rel deploy.Release, colour string, replicas int32) (*appsv1.Deployment, *corev1.Service) {
 	labels := map[string]string{labelApp: k.cfg.Name, labelColour: colour}
 	podLabels := map[string]string{labelApp: k.cfg.Name, labelColour: colour,
 		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: safeLabel(rel.ModelVersion), deploy.LabelGitSHA: rel.GitSHA}
@@ -173,7 +181,6 @@ func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deploymen
 	if k.cfg.MemoryLimit != "" {
 		res.Limits[corev1.ResourceMemory] = resource.MustParse(k.cfg.MemoryLimit)
 	}
-	replicas := k.cfg.Replicas
 	deadline := int32(k.cfg.ProgressDeadline / time.Second)
 	dep := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -264,46 +271,21 @@ func (k *Target) liveColour(ctx context.Context) (string, error) {
 	if c := svc.Spec.Selector[labelColour]; c != "" {
 		return c, nil
 	}
+	if c := svc.Annotations[annotationStable]; c != "" {
+		// A canary split the traffic between both colours; the stable one is still the live
+		// release (a canary that died half-way is finished by the next deploy or rollback).
+		return c, nil
+	}
 	return svc.Spec.Selector[oldLabelColour], nil
 }
 
 // Deploy rolls rel out to the idle colour and switches the Service to it.
 func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result, error) {
-	res := &deploy.Result{Image: rel.Image, ImageDigest: rel.Image,
-		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
-	var live string
-	read := deploy.Plan{{Name: "read", Run: func(ctx context.Context) (err error) { live, err = k.liveColour(ctx); return err }}}
-	if k.cfg.Resolve != nil {
-		read = append(deploy.Plan{{Name: "resolve", Run: func(ctx context.Context) error {
-			pinned, err := k.cfg.Resolve(ctx, rel.Image)
-			if err != nil {
-				return err
-			}
-			rel.Image, res.ImageDigest = pinned.Ref, pinned.Digest
-			return nil
-		}}}, read...)
-	}
-	var labels map[string]string // none read: the release is taken as given
-	if k.cfg.Labels != nil {
-		read = append(read, deploy.Action{Name: "labels", Run: func(ctx context.Context) (err error) {
-			labels, err = k.cfg.Labels(ctx, rel.Image)
-			return err
-		}})
-	}
-	if err := read.Run(ctx, &res.Steps); err != nil {
-		return nil, err
-	}
-	rel, err := deploy.AgreeWithImage(rel, labels)
-	if err == nil {
-		rel, err = rel.WithImageSmoke(labels)
-	}
-	if err == nil {
-		err = k.canSmoke(rel)
-	}
+	res := k.newResult(rel)
+	rel, live, err := k.prepare(ctx, rel, res)
 	if err != nil {
 		return nil, err
 	}
-	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
 	target := Blue
 	if live != "" {
 		target = other(live)
@@ -330,6 +312,47 @@ func (k *Target) Deploy(ctx context.Context, rel deploy.Release) (*deploy.Result
 	return res, err
 }
 
+func (k *Target) newResult(rel deploy.Release) *deploy.Result {
+	return &deploy.Result{Image: rel.Image, ImageDigest: rel.Image,
+		URL: fmt.Sprintf("http://%s.%s.svc:%d", k.cfg.Name, k.cfg.Namespace, k.cfg.Port)}
+}
+
+// prepare pins rel's image to its digest, reads which colour is live and the image's labels, and
+// checks rel against them: everything a rollout needs to know before it touches the cluster.
+func (k *Target) prepare(ctx context.Context, rel deploy.Release, res *deploy.Result) (deploy.Release, string, error) {
+	var live string
+	read := deploy.Plan{{Name: "read", Run: func(ctx context.Context) (err error) { live, err = k.liveColour(ctx); return err }}}
+	if k.cfg.Resolve != nil {
+		read = append(deploy.Plan{{Name: "resolve", Run: func(ctx context.Context) error {
+			pinned, err := k.cfg.Resolve(ctx, rel.Image)
+			if err != nil {
+				return err
+			}
+			rel.Image, res.ImageDigest = pinned.Ref, pinned.Digest
+			return nil
+		}}}, read...)
+	}
+	var labels map[string]string // none read: the release is taken as given
+	if k.cfg.Labels != nil {
+		read = append(read, deploy.Action{Name: "labels", Run: func(ctx context.Context) (err error) {
+			labels, err = k.cfg.Labels(ctx, rel.Image)
+			return err
+		}})
+	}
+	if err := read.Run(ctx, &res.Steps); err != nil {
+		return rel, "", err
+	}
+	rel, err := deploy.AgreeWithImage(rel, labels)
+	if err == nil {
+		rel, err = rel.WithImageSmoke(labels)
+	}
+	if err == nil {
+		err = k.canSmoke(rel)
+	}
+	res.ModelName, res.ModelVersion, res.Smoke = rel.ModelName, rel.ModelVersion, rel.Smoke
+	return rel, live, err
+}
+
 // current says d selects its pods by today's colour label.
 func current(d *appsv1.Deployment) bool {
 	return d.Spec.Selector != nil && d.Spec.Selector.MatchLabels[labelColour] != ""
@@ -345,7 +368,7 @@ func (k *Target) plan(rel deploy.Release, live, target string, prev *appsv1.Depl
 	if !res.Reused {
 		plan = append(plan,
 			deploy.Action{Name: "apply",
-				Run:  func(ctx context.Context) error { return k.apply(ctx, rel, target, prev) },
+				Run:  func(ctx context.Context) error { return k.apply(ctx, rel, target, prev, k.cfg.Replicas) },
 				Undo: func(ctx context.Context, cause error) error { return k.putBack(ctx, target, prev, cause) }},
 			deploy.Action{Name: "rollout", Run: func(ctx context.Context) error {
 				if err := k.waitRollout(ctx, target, rel); err != nil {
@@ -408,8 +431,8 @@ func available(d *appsv1.Deployment) bool {
 
 // apply creates or updates the colour's Deployment with rel. An idle Deployment still selecting
 // by the old colour label is deleted first: its selector cannot be changed in place.
-func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string, prev *appsv1.Deployment) error {
-	want, _ := k.Manifests(rel, colour)
+func (k *Target) apply(ctx context.Context, rel deploy.Release, colour string, prev *appsv1.Deployment, replicas int32) error {
+	want, _ := k.manifests(rel, colour, replicas)
 	api := k.cfg.Client.AppsV1().Deployments(k.cfg.Namespace)
 	if prev != nil && !current(prev) {
 		if err := api.Delete(ctx, prev.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
@@ -554,7 +577,10 @@ func (k *Target) hopelessPod(ctx context.Context, colour string, rel deploy.Rele
 func (k *Target) switchTo(ctx context.Context, rel deploy.Release, colour string) error {
 	_, want := k.Manifests(rel, colour)
 	if err := createOrUpdate(ctx, k.cfg.Client.CoreV1().Services(k.cfg.Namespace), "service", want,
-		func(cur *corev1.Service) { cur.Spec.Selector = want.Spec.Selector }); err != nil {
+		func(cur *corev1.Service) {
+			cur.Spec.Selector = want.Spec.Selector
+			delete(cur.Annotations, annotationStable)
+		}); err != nil {
 		return fmt.Errorf("switch to %s: %w", colour, err)
 	}
 	return nil
