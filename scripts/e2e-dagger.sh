@@ -256,15 +256,15 @@ call "budget: deploy after resume" pass "${budget[@]}" deploy --git-sha="$HEAD" 
 check "rollback back to serving <= 1 s (${rb1:-?})" within "$(sed -E 's/serving in ([0-9.]+)(m?)s/\1 \2/' <<<"${rb1:-serving in 99s}" | awk '{print ($2=="m") ? $1/1000 : $1}')" 1
 
 # --- Shadow on Docker: the candidate sees mirrored requests and answers none, then is judged -----
-shadow=(--environment="e2e-shadow-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8030)
+shadow=(--environment="e2e-shadow-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8070)
 call "shadow: deploy HEAD directly" pass "${shadow[@]}" deploy --git-sha="$HEAD" --branch=main output
 # Clients: one request every 20 ms, each answer's version counted, until the file stop exists.
 row=$(jq -c '.samples[0].features' tests/fixtures/digits_validation.json)
-input=$(curl -sf http://127.0.0.1:8030/v2/models/digits | jq -r '.inputs[0].name')
+input=$(curl -sf http://127.0.0.1:8070/v2/models/digits | jq -r '.inputs[0].name')
 body=$(jq -nc --arg in "$input" --argjson row "$row" '{inputs: [{name: $in, shape: [1, 64], datatype: "FP32", data: $row}]}')
 clients() {
   while [[ ! -e "$WORK/shadow-stop" ]]; do
-    curl -sf -m 5 -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:8030/v2/models/digits/infer | jq -r .model_version >>"$WORK/shadow-answers" 2>/dev/null || echo failed >>"$WORK/shadow-answers"
+    curl -sf -m 5 -H 'Content-Type: application/json' -d "$body" http://127.0.0.1:8070/v2/models/digits/infer | jq -r .model_version >>"$WORK/shadow-answers" 2>/dev/null || echo failed >>"$WORK/shadow-answers"
     sleep 0.02
   done
 }
@@ -281,7 +281,7 @@ wait "$clients_pid"
 call "shadow: state" pass "${shadow[@]}" state
 check "shadow: state shows the refused and the promoted rollout" has "$OUT" "shadow PROMOTED"
 check "shadow: state shows each step's agreement" has "$OUT" "agreement 1"
-check "shadow: 1.0.0 serves" test "$(serving_version 127.0.0.1:8030)" = 1.0.0
+check "shadow: 1.0.0 serves" test "$(serving_version 127.0.0.1:8070)" = 1.0.0
 answered=$(grep -c . "$WORK/shadow-answers")
 failed=$(grep -c failed "$WORK/shadow-answers" || true)
 record "shadow: client requests during both rollouts" ok - "$answered sent, $failed not answered (the port swaps in and out of the shadow)"

@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/projectpath"
 	"github.com/modelship/modelship/internal/testenv"
 	"github.com/modelship/modelship/serving"
 )
@@ -493,4 +495,38 @@ func TestBinaryShadowFlags(t *testing.T) {
 			assert.Contains(t, p.Output(), tc.want)
 		})
 	}
+}
+
+// The live side's cost of mirroring every request (the copy and the hand-over; a full queue
+// drops), next to BenchmarkInferHandlerSingleRow. The workers and the candidate share the CPU.
+func BenchmarkInferHandlerSingleRowShadowed(b *testing.B) {
+	m, err := inference.Load(projectpath.Join(b, "models/digits-reference.onnx"))
+	require.NoError(b, err)
+	candidate := httptest.NewServer(newBenchCandidate(b))
+	defer candidate.Close()
+	s, err := serving.New(m, serving.Config{ModelName: "digits", ModelVersion: "1", ShadowURL: candidate.URL})
+	require.NoError(b, err)
+	defer s.Close()
+	require.NoError(b, s.WarmUp())
+	row := strings.TrimSuffix(strings.Repeat("7,", 64), ",")
+	body := `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[` + row + `]}]}`
+	h := s.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2/models/digits/infer", strings.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+}
+
+// newBenchCandidate is a reference model server's handler.
+func newBenchCandidate(b *testing.B) http.Handler {
+	m, err := inference.Load(projectpath.Join(b, "models/digits-reference.onnx"))
+	require.NoError(b, err)
+	s, err := serving.New(m, serving.Config{ModelName: "digits"})
+	require.NoError(b, err)
+	require.NoError(b, s.WarmUp())
+	return s.Handler()
 }
