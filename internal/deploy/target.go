@@ -27,6 +27,22 @@ const (
 	LabelGitSHA       = "dev.modelship.git-sha"
 )
 
+// LabelValue is v as a label value may hold it (Kubernetes: at most 63 characters of
+// [A-Za-z0-9_.-]), every other character replaced by '_': the form a version takes in the pod
+// labels, and so the form anything that selects pods by version must use.
+func LabelValue(v string) string {
+	out := []byte(v)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			out[i] = '_'
+		}
+	}
+	if len(out) > 63 {
+		out = out[:63]
+	}
+	return string(out)
+}
+
 // Target is somewhere a model server runs. Deploy returns only once rel is serving and verified;
 // on any failure the release that served before keeps (or gets back) the traffic.
 type Target interface {

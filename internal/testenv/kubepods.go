@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/ml/reference"
 	"github.com/modelship/modelship/internal/plumbing/projectpath"
 )
@@ -137,7 +138,7 @@ func (k *KubeControlPlane) ServeModelVersion(t testing.TB, version, modelFile st
 		t.Fatalf("serve model version %s: %v", version, err)
 	}
 	p := k.podServers(t)
-	key := safeLabelValue(version)
+	key := deploy.LabelValue(version)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.models[key]
@@ -720,20 +721,6 @@ func waitStopped(backends []*podBackend) {
 			<-b.done
 		}
 	}
-}
-
-// safeLabelValue is the deploy target's form of a version in a label (kubernetes.safeLabel).
-func safeLabelValue(v string) string {
-	out := []byte(v)
-	for i, c := range out {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			out[i] = '_'
-		}
-	}
-	if len(out) > 63 {
-		out = out[:63]
-	}
-	return string(out)
 }
 
 // podRouteLock is held shared by every test process using the routes: the packages run at

@@ -167,7 +167,7 @@ func (k *Target) Manifests(rel deploy.Release, colour string) (*appsv1.Deploymen
 func (k *Target) manifests(rel deploy.Release, colour string, replicas int32) (*appsv1.Deployment, *corev1.Service) {
 	labels := map[string]string{labelApp: k.cfg.Name, labelColour: colour}
 	podLabels := map[string]string{labelApp: k.cfg.Name, labelColour: colour,
-		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: safeLabel(rel.ModelVersion), deploy.LabelGitSHA: rel.GitSHA}
+		deploy.LabelModelName: rel.ModelName, deploy.LabelModelVersion: deploy.LabelValue(rel.ModelVersion), deploy.LabelGitSHA: rel.GitSHA}
 	if k.cfg.Environment != "" {
 		podLabels[deploy.LabelEnvironment] = k.cfg.Environment
 	}
@@ -651,20 +651,6 @@ func poll(ctx context.Context, every time.Duration, check func() (bool, error)) 
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// safeLabel makes a version usable as a label value (63 characters of [A-Za-z0-9_.-]).
-func safeLabel(v string) string {
-	out := []byte(v)
-	for i, c := range out {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			out[i] = '_'
-		}
-	}
-	if len(out) > 63 {
-		out = out[:63]
-	}
-	return string(out)
-}
 
 // Dial loads a kubeconfig (path; empty: KUBECONFIG, ~/.kube/config or the in-cluster service
 // account) and returns the target on that cluster.
