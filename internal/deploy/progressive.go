@@ -143,11 +143,11 @@ type ShadowTarget interface {
 	StartShadow(ctx context.Context, rel Release, sample float64) (Observed, *Result, error)
 }
 
-// progressive runs req's canary or shadow on the target: each step watched and analysed,
+// progressive runs req's canary or shadow (its settings defaulted) on the target: each step watched and analysed,
 // recorded in rec and notified; it returns what serves at the end and the error that stopped
 // it (ErrRolloutAborted, ErrShadowRefused, or a failure of the target).
 func (deps Deps) progressive(ctx context.Context, req DeployRequest, stable deploystate.Deployment, rec *deploystate.Rollout) (*Result, error) {
-	p := req.Progressive.WithDefaults()
+	p := *req.Progressive
 	event := func(kind notify.Kind, msg string) {
 		deps.notify(ctx, notify.Event{Kind: kind, Environment: req.Environment, Image: req.Release.Image, GitSHA: req.Release.GitSHA,
 			Model: req.Release.ModelName + "@" + req.Release.ModelVersion, Message: msg})
@@ -168,7 +168,9 @@ func (deps Deps) progressive(ctx context.Context, req DeployRequest, stable depl
 		}
 		var c Canary
 		c, res, err = t.StartCanary(ctx, req.Release)
-		obs, shift = c, func(ctx context.Context, w int) (float64, error) { return c.Shift(ctx, w) }
+		if c != nil {
+			obs, shift = c, c.Shift
+		}
 	case StrategyShadow:
 		t, ok := deps.Target.(ShadowTarget)
 		if !ok {
@@ -294,14 +296,11 @@ func (deps Deps) deployProgressive(ctx context.Context, req DeployRequest, prev 
 		return nil, fmt.Errorf("%w: a %s compares the candidate with the live release, and %s has none yet; deploy the first release with --strategy direct",
 			ErrInvalidRollout, p.Strategy, req.Environment)
 	}
-	candidate := deployment(req.Release, &Result{}, deps.Target.Name(), req.PipelineRun)
-	candidate.Evidence, candidate.Gate, candidate.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
-	rec := deploystate.Rollout{Strategy: string(p.Strategy), Candidate: candidate, Stable: prev.Image, StartedAt: time.Now().UTC(), Steps: []deploystate.RolloutStep{}}
+	rec := deploystate.Rollout{Strategy: string(p.Strategy), Candidate: req.deployment(&Result{}, deps.Target.Name()), Stable: prev.Image, StartedAt: time.Now().UTC(), Steps: []deploystate.RolloutStep{}}
 	res, err := deps.progressive(ctx, req, *prev, &rec)
 	rec.EndedAt = time.Now().UTC()
 	if res != nil {
-		rec.Candidate = deployment(req.Release, res, deps.Target.Name(), req.PipelineRun)
-		rec.Candidate.Evidence, rec.Candidate.Gate, rec.Candidate.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
+		rec.Candidate = req.deployment(res, deps.Target.Name())
 	}
 	if err != nil {
 		err = deps.stopped(ctx, req, *prev, &rec, err)

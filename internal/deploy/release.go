@@ -76,8 +76,7 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 			GitSHA: req.Release.GitSHA, Model: req.Release.ModelName + "@" + req.Release.ModelVersion, Message: err.Error()})
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, fmt.Errorf("deploy %s to %s (%s): %w", req.Release.Image, req.Environment, deps.Target.Name(), err)
 	}
-	d := deployment(req.Release, res, deps.Target.Name(), req.PipelineRun)
-	d.Evidence, d.Gate, d.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
+	d := req.deployment(res, deps.Target.Name())
 	st, err := deps.State.RecordDeploy(ctx, req.Environment, d)
 	if err != nil {
 		return &Outcome{Result: res, Elapsed: time.Since(start)}, deps.putBack(ctx, req, prev, err)
@@ -117,6 +116,14 @@ func (deps Deps) restoreRecorded(ctx context.Context, d deploystate.Deployment, 
 		return fmt.Errorf("%w; and putting back %s, which the state still names, failed too, so what went live serves unrecorded: %v", err, d.Image, perr)
 	}
 	return fmt.Errorf("%w; %s, which the state still names, was put back and serves again", err, d.Image)
+}
+
+// deployment is what the state records of req once res went live on target: the release as
+// it ran, with the request's evidence, gate and promotion.
+func (req DeployRequest) deployment(res *Result, target string) deploystate.Deployment {
+	d := deployment(req.Release, res, target, req.PipelineRun)
+	d.Evidence, d.Gate, d.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
+	return d
 }
 
 func deployment(rel Release, res *Result, target, run string) deploystate.Deployment {

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/modelship/modelship/internal/deploy"
-	"github.com/modelship/modelship/internal/deploy/analysis"
 )
 
 // The model server's settings that make it mirror requests (see serving.Config.ShadowURL).
@@ -133,11 +132,6 @@ func (s *shadow) stopMirroring(ctx context.Context) error {
 		return fmt.Errorf("stop the live pods mirroring: %w", err)
 	}
 	return s.deleteService(ctx)
-}
-
-// Scrape reads the live pods (whose shadow series compare both versions) and the candidate's.
-func (s *shadow) Scrape(ctx context.Context) (live, candidate *analysis.Snapshot, err error) {
-	return s.canary.Scrape(ctx)
 }
 
 // Promote stops the mirroring, then switches the Service to the candidate as blue-green does.
