@@ -140,3 +140,16 @@ func halt(t *testing.T, e *Env) {
 	require.NoError(t, err)
 	e.mustDeploy(t, 2)
 }
+
+// Check is the analysis check called name in a rollout step's checks; the test fails when the
+// step has none.
+func Check(t *testing.T, checks []deploystate.Check, name string) deploystate.Check {
+	t.Helper()
+	for _, c := range checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	require.Failf(t, "no such check", "no check %q in %+v", name, checks)
+	return deploystate.Check{}
+}

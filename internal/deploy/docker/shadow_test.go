@@ -2,8 +2,6 @@ package docker_test
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,82 +10,22 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/analysis"
+	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/deploystate/store"
-	"github.com/modelship/modelship/internal/ml/dataset"
 	"github.com/modelship/modelship/internal/notify"
-	"github.com/modelship/modelship/internal/plumbing/projectpath"
-	"github.com/modelship/modelship/serving/oip"
+	"github.com/modelship/modelship/internal/testenv"
 )
 
-// clients sends validation rows to the published port until stopped, and counts the answers by
-// the model version that gave them: a shadow never answers a client.
-type clients struct {
-	stop     chan struct{}
-	done     sync.WaitGroup
-	mu       sync.Mutex
-	versions map[string]int
-	failed   atomic.Int64
-}
-
-func sendTraffic(t *testing.T, url string) *clients {
+// liveWithTraffic is a test's environment with v1 live and clients sending it the validation
+// rows, their answers counted by the model version that gave them: a shadow never answers one.
+func liveWithTraffic(t *testing.T) (*world, *env, *testenv.Traffic) {
 	t.Helper()
-	fx, err := dataset.ReadFixture(projectpath.Join(t, "tests/fixtures/digits_validation.json"))
+	w := setup(t)
+	e := newEnv(t, w)
+	_, err := e.deploy(t, "v1")
 	require.NoError(t, err)
-	c := &clients{stop: make(chan struct{}), versions: map[string]int{}}
-	client := oip.NewClient(url)
-	meta, err := client.Metadata(context.Background(), "digits")
-	require.NoError(t, err)
-	input := meta.Inputs[0].Name
-	rows := make([][]float32, len(fx.Samples))
-	for i, s := range fx.Samples {
-		for _, f := range s.Features {
-			rows[i] = append(rows[i], float32(f))
-		}
-	}
-	c.done.Add(1)
-	go func() {
-		defer c.done.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-c.stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			resp, err := client.Infer(ctx, "digits", input, [][]float32{rows[i%len(rows)]})
-			cancel()
-			if err != nil {
-				// The swaps in and out of the shadow close the port for a moment, as a deploy's swap does.
-				c.failed.Add(1)
-				continue
-			}
-			c.mu.Lock()
-			c.versions[resp.ModelVersion]++
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(c.end)
-	return c
-}
-
-func (c *clients) end() {
-	select {
-	case <-c.stop:
-	default:
-		close(c.stop)
-	}
-	c.done.Wait()
-}
-
-func (c *clients) answeredBy() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range c.versions {
-		out[k] = v
-	}
-	return out
+	return w, e, testenv.StartTraffic(t, "http://"+e.publish, "digits", testenv.DigitsRows(t), 100)
 }
 
 func shadowRollout() *deploy.Progressive {
@@ -103,21 +41,16 @@ func (e *env) shadow(t *testing.T, rel deploy.Release) (*deploy.Outcome, error) 
 }
 
 func TestAShadowOfAWeakModelIsRefusedAndNeverAnswersAClient(t *testing.T) {
-	w := setup(t)
-	e := newEnv(t, w)
-	_, err := e.deploy(t, "v1")
-	require.NoError(t, err)
-	traffic := sendTraffic(t, "http://"+e.publish)
+	w, e, traffic := liveWithTraffic(t)
 
 	// The weak model passes its verification (none asked for) but predicts nothing like v1.
 	weak := w.releases["weak"]
 	weak.Smoke, weak.NoSmoke = deploy.Smoke{}, true
 	out, err := e.shadow(t, weak)
 	require.ErrorIs(t, err, deploy.ErrShadowRefused)
-	traffic.end()
+	got := traffic.Stop().Answered
 
 	assert.Equal(t, "1", e.serving(t), "v1 serves alone again")
-	got := traffic.answeredBy()
 	assert.Zero(t, got["4"], "the shadow answered clients: %v", got)
 	assert.Positive(t, got["1"])
 	running, _ := e.containers(t)
@@ -126,7 +59,7 @@ func TestAShadowOfAWeakModelIsRefusedAndNeverAnswersAClient(t *testing.T) {
 	require.NotNil(t, out.Rollout)
 	assert.Equal(t, deploystate.OutcomeRefused, out.Rollout.Outcome)
 	require.Len(t, out.Rollout.Steps, 1)
-	agreement := checkNamed(t, out.Rollout.Steps[0].Checks, "agreement")
+	agreement := deploytest.Check(t, out.Rollout.Steps[0].Checks, "agreement")
 	assert.False(t, agreement.Passed)
 	assert.Less(t, agreement.Value, 0.5, "the weak model agrees with v1 on a share of rows near chance")
 
@@ -140,21 +73,17 @@ func TestAShadowOfAWeakModelIsRefusedAndNeverAnswersAClient(t *testing.T) {
 }
 
 func TestAShadowThatAgreesIsPromoted(t *testing.T) {
-	w := setup(t)
-	e := newEnv(t, w)
-	_, err := e.deploy(t, "v1")
-	require.NoError(t, err)
-	traffic := sendTraffic(t, "http://"+e.publish)
+	w, e, traffic := liveWithTraffic(t)
 
 	out, err := e.shadow(t, w.releases["v2"])
-	traffic.end()
-	t.Logf("clients: answered %v, failed %d", traffic.answeredBy(), traffic.failed.Load())
+	stats := traffic.Stop()
+	t.Logf("clients: answered %v, failed %d", stats.Answered, stats.Errors)
 	require.NoError(t, err)
 
 	assert.Equal(t, "2", e.serving(t))
 	require.NotNil(t, out.Rollout)
 	assert.Equal(t, deploystate.OutcomePromoted, out.Rollout.Outcome)
-	agreement := checkNamed(t, out.Rollout.Steps[0].Checks, "agreement")
+	agreement := deploytest.Check(t, out.Rollout.Steps[0].Checks, "agreement")
 	assert.True(t, agreement.Passed)
 	assert.InDelta(t, 1.0, agreement.Value, 1e-9, "the same weights predict the same classes")
 	st, err := e.store.Load(context.Background(), e.name, store.LoadOptions{})
@@ -173,15 +102,4 @@ func TestAShadowNeedsALiveRelease(t *testing.T) {
 	assert.Contains(t, err.Error(), "--strategy direct")
 	running, stopped := e.containers(t)
 	assert.Zero(t, running+stopped, "nothing was started")
-}
-
-func checkNamed(t *testing.T, checks []deploystate.Check, name string) deploystate.Check {
-	t.Helper()
-	for _, c := range checks {
-		if c.Name == name {
-			return c
-		}
-	}
-	require.Failf(t, "no such check", "no check %q in %+v", name, checks)
-	return deploystate.Check{}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelship/modelship/internal/deploy"
 	"github.com/modelship/modelship/internal/deploy/analysis"
+	"github.com/modelship/modelship/internal/deploy/deploytest"
 	"github.com/modelship/modelship/internal/deploy/kubernetes"
 	"github.com/modelship/modelship/internal/deploystate"
 	"github.com/modelship/modelship/internal/deploystate/store"
@@ -94,7 +95,7 @@ func TestKubernetesCanaryAbortsAWeakModelAtTheFirstStep(t *testing.T) {
 	require.Len(t, out.Rollout.Steps, 1, "aborted at the first step")
 	step := out.Rollout.Steps[0]
 	assert.InDelta(t, 0.2, step.EffectiveWeight, 1e-9, "one candidate pod beside four stable ones")
-	drift := checkNamed(t, step.Checks, "drift(js)")
+	drift := deploytest.Check(t, step.Checks, "drift(js)")
 	assert.False(t, drift.Passed, "the weak model predicts other classes: %+v", drift)
 
 	weak := fmt.Sprint(weakVersion)
@@ -157,8 +158,8 @@ func TestKubernetesCanaryAbortsASlowModelThatAgreesOnLatency(t *testing.T) {
 	logRollout(t, out)
 	require.Len(t, out.Rollout.Steps, 1)
 	checks := out.Rollout.Steps[0].Checks
-	assert.True(t, checkNamed(t, checks, "drift(js)").Passed, "it predicts what stable predicts: %+v", checks)
-	assert.False(t, checkNamed(t, checks, "p99_ratio").Passed, "it is aborted for its latency: %+v", checks)
+	assert.True(t, deploytest.Check(t, checks, "drift(js)").Passed, "it predicts what stable predicts: %+v", checks)
+	assert.False(t, deploytest.Check(t, checks, "p99_ratio").Passed, "it is aborted for its latency: %+v", checks)
 	assert.Equal(t, kubernetes.Blue, e.selected(t))
 }
 
@@ -173,7 +174,7 @@ func TestKubernetesShadowRefusesAWeakModelThatNeverTookTraffic(t *testing.T) {
 	assert.Zero(t, stats.Answered[fmt.Sprint(weakVersion)], "a shadow answers no client")
 	require.NotNil(t, out.Rollout)
 	assert.Equal(t, deploystate.OutcomeRefused, out.Rollout.Outcome)
-	agreement := checkNamed(t, out.Rollout.Steps[0].Checks, "agreement")
+	agreement := deploytest.Check(t, out.Rollout.Steps[0].Checks, "agreement")
 	assert.Less(t, agreement.Value, 0.5)
 	assert.Equal(t, kubernetes.Blue, e.selected(t))
 	_, err = e.cfg.Client.CoreV1().Services(e.ns).Get(context.Background(), "digits-shadow", metav1.GetOptions{})
@@ -187,17 +188,6 @@ func TestKubernetesShadowRefusesAWeakModelThatNeverTookTraffic(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, st.Rollbacks, "nothing took traffic, nothing was rolled back")
 	require.Len(t, st.Rollouts, 1)
-}
-
-func checkNamed(t *testing.T, checks []deploystate.Check, name string) deploystate.Check {
-	t.Helper()
-	for _, c := range checks {
-		if c.Name == name {
-			return c
-		}
-	}
-	require.Failf(t, "no such check", "no check %q in %+v", name, checks)
-	return deploystate.Check{}
 }
 
 // logRollout shows each step's analysis in -v output: the numbers the README quotes.
