@@ -145,9 +145,13 @@ func TestNotReadyUntilWarmedUp(t *testing.T) {
 func BenchmarkInferHandlerSingleRow(b *testing.B) {
 	s := newTestServer(b)
 	require.NoError(b, s.WarmUp())
+	benchSingleRow(b, s.Handler())
+}
+
+// benchSingleRow times one-row inference requests through h.
+func benchSingleRow(b *testing.B, h http.Handler) {
 	row := strings.TrimSuffix(strings.Repeat("7,", 64), ",")
 	body := `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[` + row + `]}]}`
-	h := s.Handler()
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := httptest.NewRecorder()

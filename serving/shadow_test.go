@@ -508,17 +508,7 @@ func BenchmarkInferHandlerSingleRowShadowed(b *testing.B) {
 	require.NoError(b, err)
 	defer s.Close()
 	require.NoError(b, s.WarmUp())
-	row := strings.TrimSuffix(strings.Repeat("7,", 64), ",")
-	body := `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[` + row + `]}]}`
-	h := s.Handler()
-	b.ReportAllocs()
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2/models/digits/infer", strings.NewReader(body)))
-		if rec.Code != http.StatusOK {
-			b.Fatalf("status %d: %s", rec.Code, rec.Body)
-		}
-	}
+	benchSingleRow(b, s.Handler())
 }
 
 // newBenchCandidate is a reference model server's handler.
