@@ -268,8 +268,10 @@ func (sh *shadow) send(m *mirror) {
 		sh.warn(err)
 		return
 	}
-	sh.metrics.ok.Inc()
+	// Rows are counted before the mirror is: whoever sees a mirror ended (a test, an analysis
+	// scrape) then sees all of its rows.
 	sh.compare(m, cand)
+	sh.metrics.ok.Inc()
 }
 
 // candidateOutput is the candidate's output to compare with the live first output: the one of
