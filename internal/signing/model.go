@@ -1,0 +1,127 @@
+package signing
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	intoto "github.com/in-toto/attestation/go/v1"
+	"github.com/sigstore/cosign/v2/pkg/types"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/dsse"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// ModelType is the predicate type of a model's signature statement.
+const ModelType = "https://github.com/modelship/modelship/model/v1"
+
+// Model is what a model signature covers: the version's manifest (its exact bytes, by digest)
+// and the artifact the manifest names.
+type Model struct {
+	Name, Version, GitSHA string
+	Filename              string
+	SHA256                string // the artifact's
+	ManifestSHA256        string // the manifest's bytes'
+}
+
+// ManifestDigest is the sha256 (hex) of a manifest's bytes.
+func ManifestDigest(manifest []byte) string {
+	sum := sha256.Sum256(manifest)
+	return hex.EncodeToString(sum[:])
+}
+
+// SignModel is a DSSE envelope (JSON) over an in-toto statement whose subjects are the model's
+// manifest and artifact, signed with sv.
+func SignModel(m Model, sv signature.Signer) ([]byte, error) {
+	predicate, err := structpb.NewStruct(map[string]any{"name": m.Name, "version": m.Version, "git_sha": m.GitSHA})
+	if err != nil {
+		return nil, fmt.Errorf("model signature predicate: %w", err)
+	}
+	st := &intoto.Statement{
+		Type: intoto.StatementTypeUri,
+		Subject: []*intoto.ResourceDescriptor{
+			{Name: m.Filename, Digest: map[string]string{"sha256": m.SHA256}},
+			{Name: "manifest.json", Digest: map[string]string{"sha256": m.ManifestSHA256}},
+		},
+		PredicateType: ModelType,
+		Predicate:     predicate,
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("model signature statement: %w", err)
+	}
+	payload, err := protojson.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode the model signature statement: %w", err)
+	}
+	env, err := dsse.WrapSigner(sv, types.IntotoPayloadType).SignMessage(bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("sign %s@%s: %w", m.Name, m.Version, err)
+	}
+	return env, nil
+}
+
+// VerifyModelEnvelope checks the envelope's signature with v and returns what it signed.
+func VerifyModelEnvelope(envelope []byte, v signature.Verifier) (*Model, error) {
+	if err := dsse.WrapVerifier(v).VerifySignature(bytes.NewReader(envelope), nil); err != nil {
+		return nil, fmt.Errorf("%w: the model signature does not verify with the public key given (%v): another key signed it, or it was changed",
+			ErrBadSignature, err)
+	}
+	var env struct {
+		PayloadType string `json:"payloadType"`
+		Payload     string `json:"payload"`
+	}
+	if err := json.Unmarshal(envelope, &env); err != nil {
+		return nil, fmt.Errorf("the model signature is not a DSSE envelope: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("the model signature's payload: %w", err)
+	}
+	var st intoto.Statement
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("the model signature's statement: %w", err)
+	}
+	if st.GetPredicateType() != ModelType || len(st.GetSubject()) != 2 {
+		return nil, fmt.Errorf("%w: the signed statement is not a model signature (predicate %q)", ErrBadSignature, st.GetPredicateType())
+	}
+	p := st.GetPredicate().AsMap()
+	str := func(k string) string { s, _ := p[k].(string); return s }
+	artifact, manifest := st.GetSubject()[0], st.GetSubject()[1]
+	return &Model{Name: str("name"), Version: str("version"), GitSHA: str("git_sha"), Filename: artifact.GetName(),
+		SHA256: artifact.GetDigest()["sha256"], ManifestSHA256: manifest.GetDigest()["sha256"]}, nil
+}
+
+// VerifyModel checks the envelope with v and that it signs this manifest and an artifact of
+// sha256 artifactSHA256.
+func VerifyModel(envelope, manifest []byte, artifactSHA256 string, v signature.Verifier) (*Model, error) {
+	m, err := VerifyModelEnvelope(envelope, v)
+	if err != nil {
+		return nil, err
+	}
+	if got := ManifestDigest(manifest); m.ManifestSHA256 != got {
+		return nil, fmt.Errorf("%w: the signature covers a manifest with sha256 %s, the registry's has %s: the manifest was changed after signing",
+			ErrBadSignature, m.ManifestSHA256, got)
+	}
+	if m.SHA256 != artifactSHA256 {
+		return nil, fmt.Errorf("%w: the signature covers a model with sha256 %s, not %s", ErrBadSignature, m.SHA256, artifactSHA256)
+	}
+	return m, nil
+}
+
+// VerifyModelFile checks the envelope with v and that the model file's bytes are the signed
+// ones: what a server checks before it loads a model.
+func VerifyModelFile(envelope []byte, modelSHA256 string, v signature.Verifier) (*Model, error) {
+	m, err := VerifyModelEnvelope(envelope, v)
+	if err != nil {
+		return nil, err
+	}
+	if m.SHA256 != modelSHA256 {
+		return nil, fmt.Errorf("%w: the model file has sha256 %s but %s@%s was signed with sha256 %s: the file is not the signed model",
+			ErrBadSignature, modelSHA256, m.Name, m.Version, m.SHA256)
+	}
+	return m, nil
+}
