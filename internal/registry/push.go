@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 )
@@ -26,6 +27,9 @@ type PushOptions struct {
 	GitSHA   string
 	Metadata map[string]string
 	Gzip     bool
+	// Signer, when set, signs the version once it is stored (pushed now or before), so that
+	// pulls with the public key accept it.
+	Signer signature.Signer
 }
 
 // PushResult says what a push did.
@@ -33,11 +37,24 @@ type PushResult struct {
 	Manifest       Manifest
 	AlreadyExisted bool  // the same bytes were already this version: nothing was written
 	BytesUploaded  int64 // bytes sent to storage (compressed size when gzip'd)
+	Signed         bool  // a signature was written
 }
 
 // Push stores the file at filePath as name@version. A version is written once: pushing it
 // again with the same bytes is a no-op, with other bytes it fails with ErrVersionExists.
 func (r *Registry) Push(ctx context.Context, filePath string, opts PushOptions) (*PushResult, error) {
+	res, err := r.push(ctx, filePath, opts)
+	if err != nil || opts.Signer == nil {
+		return res, err
+	}
+	if err := r.Sign(ctx, res.Manifest.Name, res.Manifest.Version, opts.Signer); err != nil {
+		return nil, fmt.Errorf("%s@%s is stored but unsigned: %w; push it again to sign it", res.Manifest.Name, res.Manifest.Version, err)
+	}
+	res.Signed = true
+	return res, nil
+}
+
+func (r *Registry) push(ctx context.Context, filePath string, opts PushOptions) (*PushResult, error) {
 	if err := ValidateName(opts.Name); err != nil {
 		return nil, err
 	}

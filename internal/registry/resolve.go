@@ -163,23 +163,29 @@ func (r *Registry) List(ctx context.Context, name string) ([]Manifest, error) {
 var digestRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (r *Registry) manifest(ctx context.Context, name, version string) (*Manifest, error) {
+	m, _, err := r.manifestRaw(ctx, name, version)
+	return m, err
+}
+
+// manifestRaw is the manifest and its exact bytes, which a model signature covers.
+func (r *Registry) manifestRaw(ctx context.Context, name, version string) (*Manifest, []byte, error) {
 	key := manifestKey(name, version)
 	obj, err := r.client.GetObject(ctx, r.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("read manifest s3://%s/%s: %w", r.bucket, key, objstore.Classify(err))
+		return nil, nil, fmt.Errorf("read manifest s3://%s/%s: %w", r.bucket, key, objstore.Classify(err))
 	}
 	defer obj.Close()
 	raw, err := io.ReadAll(io.LimitReader(obj, 1<<20))
 	if err != nil {
 		err = objstore.Classify(err)
 		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("%w: model %s version %s is not in s3://%s; `modelship model ls --name %s` lists what is", ErrNotFound, name, version, r.bucket, name)
+			return nil, nil, fmt.Errorf("%w: model %s version %s is not in s3://%s; `modelship model ls --name %s` lists what is", ErrNotFound, name, version, r.bucket, name)
 		}
-		return nil, fmt.Errorf("read manifest s3://%s/%s: %w", r.bucket, key, err)
+		return nil, nil, fmt.Errorf("read manifest s3://%s/%s: %w", r.bucket, key, err)
 	}
 	var m Manifest
 	if err := strictjson.Decode(raw, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest s3://%s/%s is not valid JSON: %v", ErrIntegrity, r.bucket, key, err)
+		return nil, nil, fmt.Errorf("%w: manifest s3://%s/%s is not valid JSON: %v", ErrIntegrity, r.bucket, key, err)
 	}
 	switch {
 	case m.SchemaVersion != manifestSchema:
@@ -194,7 +200,7 @@ func (r *Registry) manifest(ctx context.Context, name, version string) (*Manifes
 		err = fmt.Errorf("compression %q is unknown", m.Compression)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest s3://%s/%s: %v", ErrIntegrity, r.bucket, key, err)
+		return nil, nil, fmt.Errorf("%w: manifest s3://%s/%s: %v", ErrIntegrity, r.bucket, key, err)
 	}
-	return &m, nil
+	return &m, raw, nil
 }

@@ -5,27 +5,27 @@
 package signing
 
 import (
-	"crypto"
 	"errors"
 	"fmt"
 	"os"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/modelship/modelship/internal/signing/modelsig"
 )
 
 var (
 	// ErrUnsigned: there is no signature (or no attestation) where one must be.
-	ErrUnsigned = errors.New("not signed")
+	ErrUnsigned = modelsig.ErrUnsigned
 	// ErrBadSignature: a signature is there but none verifies with the key given: another key
 	// signed it, or what it covers was changed after signing.
-	ErrBadSignature = errors.New("signature does not verify")
+	ErrBadSignature = modelsig.ErrBadSignature
 	// ErrProvenanceMismatch: the signed provenance names another commit or model than the one
 	// being deployed.
 	ErrProvenanceMismatch = errors.New("provenance does not match")
 	// ErrKey: a key could not be read.
-	ErrKey = errors.New("unusable key")
+	ErrKey = modelsig.ErrKey
 )
 
 // PasswordEnv is where the password of an encrypted cosign private key is read from, as cosign
@@ -66,27 +66,9 @@ func LoadSignerFile(path string) (signature.SignerVerifier, error) {
 }
 
 // LoadVerifier reads a PEM public key (cosign.pub).
-func LoadVerifier(pubPEM []byte) (signature.Verifier, error) {
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%w: read the public key: %v", ErrKey, err)
-	}
-	v, err := signature.LoadVerifier(pub, crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("%w: load the public key: %v", ErrKey, err)
-	}
-	return v, nil
-}
+func LoadVerifier(pubPEM []byte) (signature.Verifier, error) { return modelsig.LoadVerifier(pubPEM) }
 
 // LoadVerifierFile is LoadVerifier of a file.
 func LoadVerifierFile(path string) (signature.Verifier, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: read public key %s: %v", ErrKey, path, err)
-	}
-	v, err := LoadVerifier(b)
-	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
-	}
-	return v, nil
+	return modelsig.LoadVerifierFile(path)
 }

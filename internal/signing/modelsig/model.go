@@ -1,19 +1,39 @@
-package signing
+// Package modelsig signs models and checks model signatures: a DSSE envelope over an in-toto
+// statement naming the manifest and the artifact by digest. It is what the model server links
+// to check its model at start, so it keeps to sigstore's signature packages and leaves out
+// cosign's registry code.
+package modelsig
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 
 	intoto "github.com/in-toto/attestation/go/v1"
-	"github.com/sigstore/cosign/v2/pkg/types"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// intotoPayloadType is a DSSE envelope's payload type for an in-toto statement.
+const intotoPayloadType = "application/vnd.in-toto+json"
+
+var (
+	// ErrUnsigned: there is no signature where one must be.
+	ErrUnsigned = errors.New("not signed")
+	// ErrBadSignature: a signature is there but does not verify with the key given, or does
+	// not cover what is in hand.
+	ErrBadSignature = errors.New("signature does not verify")
+	// ErrKey: a key could not be read.
+	ErrKey = errors.New("unusable key")
 )
 
 // ModelType is the predicate type of a model's signature statement.
@@ -57,7 +77,7 @@ func SignModel(m Model, sv signature.Signer) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode the model signature statement: %w", err)
 	}
-	env, err := dsse.WrapSigner(sv, types.IntotoPayloadType).SignMessage(bytes.NewReader(payload))
+	env, err := dsse.WrapSigner(sv, intotoPayloadType).SignMessage(bytes.NewReader(payload))
 	if err != nil {
 		return nil, fmt.Errorf("sign %s@%s: %w", m.Name, m.Version, err)
 	}
@@ -124,4 +144,30 @@ func VerifyModelFile(envelope []byte, modelSHA256 string, v signature.Verifier) 
 			ErrBadSignature, modelSHA256, m.Name, m.Version, m.SHA256)
 	}
 	return m, nil
+}
+
+// LoadVerifier reads a PEM public key (cosign.pub).
+func LoadVerifier(pubPEM []byte) (signature.Verifier, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pubPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read the public key: %v", ErrKey, err)
+	}
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: load the public key: %v", ErrKey, err)
+	}
+	return v, nil
+}
+
+// LoadVerifierFile is LoadVerifier of a file.
+func LoadVerifierFile(path string) (signature.Verifier, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read public key %s: %v", ErrKey, path, err)
+	}
+	v, err := LoadVerifier(b)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	return v, nil
 }
