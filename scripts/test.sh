@@ -143,7 +143,7 @@ install_go_tools
 install_gitlab_ci_local
 install_onnxruntime
 install_kube_tools
-required+=(minio registry gotestsum kubernetes)
+required+=(minio registry gotestsum kubernetes cosign)
 ensure_docker
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && required+=(busybox-static)
 [[ -x /usr/sbin/sshd && $(id -u) == 0 ]] && required+=(sshd)

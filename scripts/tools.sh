@@ -14,6 +14,7 @@ PINNED_TOOLS=(
   "actionlint|github.com/rhysd/actionlint/cmd/actionlint@v1.7.12|actionlint"
   "golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0|golangci-lint"
   "govulncheck|golang.org/x/vuln/cmd/govulncheck@v1.9.0|govulncheck"
+  "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5|cosign"
 )
 
 # tool_dir prints the versioned folder a pinned tool lives in.

@@ -368,7 +368,7 @@ func TestAPlainTCPDockerHostIsRefused(t *testing.T) {
 		assert.Contains(t, out, "--docker-tls-ca")
 	}
 	out, code := c.run("deploy", "--image", "registry.example.com/digits:"+gitSHA, "--model-version", "1", "--git-sha", gitSHA, "--branch", "main",
-		"--docker-host", "tcp://"+testenv.FreeAddr(t), "--docker-insecure-tcp")
+		"--docker-host", "tcp://"+testenv.FreeAddr(t), "--docker-insecure-tcp", "--require-signature=false")
 	assert.Equal(t, 7, code, "with the flag it tries, and finds nothing listening: %s", out)
 }
 
@@ -383,7 +383,7 @@ func TestADeployWithoutASmokeInputSaysWhatToDo(t *testing.T) {
 	out, code = c.run(append(deployArgs, "--no-smoke", "--smoke-fixture", "x.json")...)
 	assert.Equal(t, 2, code, out)
 	assert.Contains(t, out, "not both")
-	out, code = c.run(append(deployArgs, "--no-smoke")...)
+	out, code = c.run(append(deployArgs, "--no-smoke", "--require-signature=false")...)
 	assert.Equal(t, 7, code, "past the smoke check it goes for the engine, which is not there: %s", out)
 }
 

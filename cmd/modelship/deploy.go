@@ -235,6 +235,7 @@ func (f *targetFlags) docker() (*docker.Target, io.Closer, error) {
 func newDeployCmd(g *globals) *cobra.Command {
 	var tf targetFlags
 	var rf rolloutFlags
+	var sf signatureFlags
 	var rel deploy.Release
 	var branch, archive, gateReport string
 	var dryRun bool
@@ -270,6 +271,10 @@ its digest, the model version and the time.`,
 					return usageError{fmt.Errorf("--dry-run prints Kubernetes manifests: use it with --target kubernetes")}
 				}
 				return k.DryRun(cmd.Context(), rel, cmd.OutOrStdout())
+			}
+			var err error
+			if deps.Verifier, err = sf.verifier(cmd, g, tf.env, archive); err != nil {
+				return err
 			}
 			if archive != "" && branch == deploy.DeployBranch {
 				d, ok := deps.Target.(*docker.Target)
@@ -316,6 +321,7 @@ its digest, the model version and the time.`,
 	}
 	tf.register(cmd)
 	rf.register(cmd)
+	sf.register(cmd)
 	bindRelease(cmd, &rel)
 	f := cmd.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "print the Kubernetes manifests the deploy would apply, and apply nothing")

@@ -41,6 +41,7 @@ const (
 	exitRefused     = 8
 	exitUnverified  = 9
 	exitAborted     = 10
+	exitUntrusted   = 11
 )
 
 // exitMeanings is the one list of what each exit code means: --help renders it, and a test
@@ -60,6 +61,7 @@ var exitMeanings = []struct {
 	{exitRefused, "refused: deploys run only for `main`; the release's model name or version disagrees with its image; nothing earlier to roll back to; the promotion's source is not live, gated, verified or old enough"},
 	{exitUnverified, "verification failed: the new server never got ready or failed its smoke inference; the previous one keeps serving"},
 	{exitAborted, "stopped by analysis: a canary aborted (the stable release has all the traffic again; it counts as a rollback) or a shadow candidate was refused"},
+	{exitUntrusted, "untrusted: the image or model has no signature, one that does not verify with the public key, or provenance naming another commit or model; nothing was deployed or pulled"},
 }
 
 // exitCodesHelp is the list as --help shows it.
@@ -131,6 +133,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, deploystate.ErrHalted):
 		return exitHalted
+	case isUntrusted(err):
+		return exitUntrusted
 	case errors.Is(err, deploy.ErrRolloutAborted), errors.Is(err, deploy.ErrShadowRefused):
 		return exitAborted
 	case errors.Is(err, deploy.ErrNotMain), errors.Is(err, deploy.ErrModelMismatch), errors.Is(err, deploystate.ErrNothingToRollBackTo),
@@ -175,7 +179,7 @@ and never printed. An http:// endpoint is plain HTTP; a bare host:port is HTTPS 
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.stderr = root.ErrOrStderr
 	g.register(root)
-	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newPromoteCmd(g), newManifestsCmd(), newEvidenceCmd())
+	root.AddCommand(newModelCmd(g), newStateCmd(g), newBaselineCmd(g), newDeployCmd(g), newRollbackCmd(g), newPromoteCmd(g), newManifestsCmd(), newEvidenceCmd(), newImageCmd(g))
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() {
 			asGroup(c)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,14 +14,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/atomicfile"
 	"github.com/modelship/modelship/internal/project"
 	"github.com/modelship/modelship/internal/registry"
 	"github.com/modelship/modelship/internal/registry/manifest"
+	"github.com/modelship/modelship/internal/signing"
 )
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Push, pull and list model versions in the registry"}
-	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g), newModelInspectCmd(g), newModelAliasCmd(g))
+	cmd.AddCommand(newModelPushCmd(g), newModelPullCmd(g), newModelResolveCmd(g), newModelLsCmd(g), newModelInspectCmd(g), newModelAliasCmd(g), newModelSignCmd(g))
 	return cmd
 }
 
@@ -28,6 +31,7 @@ func newModelPushCmd(g *globals) *cobra.Command {
 	var opts registry.PushOptions
 	var meta []string
 	var skipLoadCheck bool
+	var key string
 	cmd := &cobra.Command{
 		Use:   "push FILE --name NAME --version VERSION --git-sha SHA",
 		Short: "Store a model file as an immutable version",
@@ -51,6 +55,11 @@ serves it ('modelship model inspect' says which backend will).`,
 					return fmt.Errorf("%w; nothing was pushed (the server could not serve it; --skip-load-check stores an artifact that is not ONNX)", err)
 				}
 			}
+			if key != "" {
+				if opts.Signer, err = signing.LoadSignerFile(key); err != nil {
+					return usageError{err}
+				}
+			}
 			reg, err := g.registry()
 			if err != nil {
 				return err
@@ -67,6 +76,9 @@ serves it ('modelship model inspect' says which backend will).`,
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			m := res.Manifest
+			if res.Signed {
+				defer fmt.Fprintf(cmd.OutOrStdout(), "signed %s@%s\n", m.Name, m.Version)
+			}
 			if res.AlreadyExisted {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s@%s already holds these bytes (sha256:%s); nothing uploaded\n", m.Name, m.Version, m.SHA256)
 				return nil
@@ -87,6 +99,7 @@ serves it ('modelship model inspect' says which backend will).`,
 	f.StringArrayVar(&meta, "metadata", nil, "KEY=VALUE to record with the version (repeatable)")
 	f.BoolVar(&opts.Gzip, "gzip", false, "store gzip-compressed (pull decompresses)")
 	f.BoolVar(&skipLoadCheck, "skip-load-check", false, "store the file even if the server's ONNX loader cannot load it (artifacts that are not ONNX)")
+	f.StringVar(&key, "signing-key", os.Getenv("MODELSHIP_SIGNING_KEY"), "cosign private key to sign the version with, its password in COSIGN_PASSWORD; pulls with --public-key then accept it (MODELSHIP_SIGNING_KEY)")
 	for _, name := range []string{"name", "version", "git-sha"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
@@ -110,7 +123,7 @@ func parseMetadata(pairs []string) (map[string]string, error) {
 
 func newModelPullCmd(g *globals) *cobra.Command {
 	var opts refOptions
-	var out string
+	var out, publicKey, sigOut string
 	cmd := &cobra.Command{
 		Use:   "pull --name NAME [--version VERSION | --alias ALIAS | --git-sha SHA [--pinned-from modelship.json]] [-o FILE]",
 		Short: "Fetch a model version, verified by sha256, through the local cache",
@@ -128,7 +141,7 @@ nothing. A second pull of the same digest is served from the cache and transfers
 				return err
 			}
 			start := time.Now()
-			res, err := reg.Pull(cmd.Context(), ref, out)
+			res, err := pull(cmd.Context(), reg, ref, out, publicKey, sigOut)
 			if err != nil {
 				return err
 			}
@@ -153,6 +166,65 @@ nothing. A second pull of the same digest is served from the cache and transfers
 	}
 	opts.register(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the model (default: print the cache path)")
+	cmd.Flags().StringVar(&publicKey, "public-key", os.Getenv("MODELSHIP_PUBLIC_KEY"), "cosign public key the version's signature must verify with; unsigned, wrong-key or changed versions are refused (exit 11) and nothing is written (MODELSHIP_PUBLIC_KEY)")
+	cmd.Flags().StringVar(&sigOut, "signature-out", "", "write the verified signature here (needs --public-key), for the model server's -model-signature")
+	return cmd
+}
+
+// pull is a pull, verified against publicKey when one is given, the signature then written to
+// sigOut for the server to check its copy against.
+func pull(ctx context.Context, reg *registry.Registry, ref registry.Ref, out, publicKey, sigOut string) (*registry.PullResult, error) {
+	if publicKey == "" {
+		if sigOut != "" {
+			return nil, usageError{errors.New("--signature-out writes a verified signature: give --public-key too")}
+		}
+		return reg.Pull(ctx, ref, out)
+	}
+	v, err := signing.LoadVerifierFile(publicKey)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	res, signed, err := reg.PullVerified(ctx, ref, out, v)
+	if err != nil {
+		return nil, err
+	}
+	if sigOut != "" {
+		if err := atomicfile.Write(sigOut, signed.Envelope); err != nil {
+			return nil, fmt.Errorf("write the signature of %s@%s: %w", res.Manifest.Name, res.Manifest.Version, err)
+		}
+	}
+	return res, nil
+}
+
+func newModelSignCmd(g *globals) *cobra.Command {
+	var name, version, key string
+	cmd := &cobra.Command{
+		Use:   "sign --name NAME --version VERSION --signing-key cosign.key",
+		Short: "Sign a stored version (one pushed without --signing-key, or to sign with a new key)",
+		Args:  requireArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sv, err := signing.LoadSignerFile(key)
+			if err != nil {
+				return usageError{err}
+			}
+			reg, err := g.registry()
+			if err != nil {
+				return err
+			}
+			if err := reg.Sign(cmd.Context(), name, version, sv); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "signed %s@%s\n", name, version)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "model name (required)")
+	f.StringVar(&version, "version", "", "version (required)")
+	f.StringVar(&key, "signing-key", os.Getenv("MODELSHIP_SIGNING_KEY"), "cosign private key, its password in COSIGN_PASSWORD (MODELSHIP_SIGNING_KEY)")
+	for _, n := range []string{"name", "version", "signing-key"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
 	return cmd
 }
 

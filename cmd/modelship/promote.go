@@ -73,6 +73,7 @@ func moveEnvironmentAlias(cmd *cobra.Command, g *globals, env, run string, d dep
 
 func newPromoteCmd(g *globals) *cobra.Command {
 	var tf targetFlags
+	var sf signatureFlags
 	var from string
 	var minAge time.Duration
 	cmd := &cobra.Command{
@@ -88,6 +89,10 @@ deploy (--target, --docker-host, --kubeconfig, --publish, ...).`,
 		Example: `  modelship promote --from staging --to production --min-age 30m --docker-host ssh://deploy@prod-1`,
 		Args:    requireArgs(cobra.NoArgs),
 		RunE: tf.run(g, func(cmd *cobra.Command, _ smokeInput, deps deploy.Deps) error {
+			var err error
+			if deps.Verifier, err = sf.verifier(cmd, g, tf.env, ""); err != nil {
+				return err
+			}
 			run := startStage(cmd, g, &tf, "promote", deps.State)
 			run.rec.Inputs["from"], run.rec.Inputs["min_age"] = from, minAge.String()
 			run.announce(cmd)
@@ -114,6 +119,7 @@ deploy (--target, --docker-host, --kubeconfig, --publish, ...).`,
 		}),
 	}
 	tf.register(cmd)
+	sf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "environment whose live, verified deployment is promoted (e.g. staging)")
 	f.DurationVar(&minAge, "min-age", 15*time.Minute, "how long the source deployment must have been live")

@@ -59,6 +59,12 @@ func printState(w io.Writer, st *deploystate.State, where string) {
 		if c.ImageID != "" {
 			fmt.Fprintf(w, "  image id: %s\n", c.ImageID)
 		}
+		if c.Signature != nil {
+			fmt.Fprintf(w, "  signature: verified %s with key sha256:%.12s; provenance names git %s, model sha256:%.12s; SBOM attested: %v\n",
+				c.Signature.At.Format(time.RFC3339), c.Signature.KeySHA256, short(c.Signature.GitSHA), c.Signature.ModelSHA256, c.Signature.SBOM)
+		} else {
+			fmt.Fprintf(w, "  signature: none checked (deployed without --public-key)\n")
+		}
 		if c.Gate != nil {
 			fmt.Fprintf(w, "  gate: passed %s (%s; report sha256:%.12s)\n", c.Gate.At.Format(time.RFC3339), c.Gate.Summary, c.Gate.ReportSHA256)
 		}

@@ -23,6 +23,15 @@ type Deps struct {
 	Target   Target
 	State    *store.Store
 	Notifier notify.Notifier
+	// Verifier, when set, must accept a release's image before anything rolls out (deploys and
+	// promotions; a rollback restores what was verified when it first went out).
+	Verifier ImageVerifier
+}
+
+// ImageVerifier checks a release's image signature and provenance. It returns the image pinned
+// to the digest it verified, which is what is deployed, and what it checked, for the state.
+type ImageVerifier interface {
+	VerifyRelease(ctx context.Context, rel Release) (pinned string, rec *deploystate.SignatureRecord, err error)
 }
 
 // DeployRequest is one deploy.
@@ -39,6 +48,8 @@ type DeployRequest struct {
 	// Progressive, when set, rolls the release out as a canary or a shadow, judged against
 	// the live release; nil gives it all the traffic once verified.
 	Progressive *Progressive
+	// Signature is set by Deploy once the Verifier accepted the image.
+	signature *deploystate.SignatureRecord
 }
 
 // Outcome says what a deploy or rollback did.
@@ -66,6 +77,15 @@ func Deploy(ctx context.Context, deps Deps, req DeployRequest) (*Outcome, error)
 	prev, err := ready(ctx, deps, req.Environment)
 	if err != nil {
 		return nil, err
+	}
+	if deps.Verifier != nil {
+		pinned, rec, err := deps.Verifier.VerifyRelease(ctx, req.Release)
+		if err != nil {
+			deps.notify(ctx, notify.Event{Kind: notify.VerificationFailed, Environment: req.Environment, Image: req.Release.Image,
+				GitSHA: req.Release.GitSHA, Model: req.Release.ModelName + "@" + req.Release.ModelVersion, Message: err.Error()})
+			return nil, fmt.Errorf("deploy %s to %s: %w; nothing was rolled out", req.Release.Image, req.Environment, err)
+		}
+		req.Release.Image, req.signature = pinned, rec
 	}
 	if req.Progressive != nil && req.Progressive.Strategy != StrategyDirect {
 		return deps.deployProgressive(ctx, req, prev, start)
@@ -122,7 +142,7 @@ func (deps Deps) restoreRecorded(ctx context.Context, d deploystate.Deployment, 
 // it ran, with the request's evidence, gate and promotion.
 func (req DeployRequest) deployment(res *Result, target string) deploystate.Deployment {
 	d := deployment(req.Release, res, target, req.PipelineRun)
-	d.Evidence, d.Gate, d.PromotedFrom = req.Evidence, req.Gate, req.PromotedFrom
+	d.Evidence, d.Gate, d.PromotedFrom, d.Signature = req.Evidence, req.Gate, req.PromotedFrom, req.signature
 	return d
 }
 

@@ -84,6 +84,19 @@ type Deployment struct {
 	Gate *GateRecord `json:"gate,omitempty"`
 	// PromotedFrom links the deployment in another environment this one is a promotion of.
 	PromotedFrom *Promotion `json:"promoted_from,omitempty"`
+	// Signature is the image signature and provenance checked before it rolled out; nil for an
+	// image deployed without one (--require-signature=false).
+	Signature *SignatureRecord `json:"signature,omitempty"`
+}
+
+// SignatureRecord is what deploy verified of an image before rolling it out.
+type SignatureRecord struct {
+	Digest      string    `json:"digest"`       // the image verified and deployed, repository@sha256:...
+	KeySHA256   string    `json:"key_sha256"`   // of the public key (PEM) it verified with
+	GitSHA      string    `json:"git_sha"`      // the commit its SLSA provenance names
+	ModelSHA256 string    `json:"model_sha256"` // the model its provenance names
+	SBOM        bool      `json:"sbom"`         // a signed CycloneDX SBOM is attached
+	At          time.Time `json:"at"`
 }
 
 // GateRecord is the quality gate a deployed release passed.

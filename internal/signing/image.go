@@ -247,3 +247,12 @@ func statementOf(att oci.Signature) ([]byte, string, error) {
 	pt, err := predicateTypeOf(st)
 	return st, pt, err
 }
+
+// ResolveDigest is the digest reference (repository@sha256:...) ref names now.
+func ResolveDigest(ctx context.Context, reg Registry, ref string) (string, error) {
+	d, err := reg.digestOf(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
