@@ -73,6 +73,9 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		Registry            string
 		RegistryUsername    string
 		RegistryPassword    *dagger.Secret
+		SigningKey          *dagger.Secret
+		SigningPassword     *dagger.Secret
+		PublicKey           *dagger.File
 		ImageRepository     string
 		ModelName           string
 		GoImage             string
@@ -120,6 +123,9 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.Registry = r.Registry
 	concrete.RegistryUsername = r.RegistryUsername
 	concrete.RegistryPassword = r.RegistryPassword
+	concrete.SigningKey = r.SigningKey
+	concrete.SigningPassword = r.SigningPassword
+	concrete.PublicKey = r.PublicKey
 	concrete.ImageRepository = r.ImageRepository
 	concrete.ModelName = r.ModelName
 	concrete.GoImage = r.GoImage
@@ -171,6 +177,9 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		Registry            string
 		RegistryUsername    string
 		RegistryPassword    *dagger.Secret
+		SigningKey          *dagger.Secret
+		SigningPassword     *dagger.Secret
+		PublicKey           *dagger.File
 		ImageRepository     string
 		ModelName           string
 		GoImage             string
@@ -222,6 +231,9 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.Registry = concrete.Registry
 	r.RegistryUsername = concrete.RegistryUsername
 	r.RegistryPassword = concrete.RegistryPassword
+	r.SigningKey = concrete.SigningKey
+	r.SigningPassword = concrete.SigningPassword
+	r.PublicKey = concrete.PublicKey
 	r.ImageRepository = concrete.ImageRepository
 	r.ModelName = concrete.ModelName
 	r.GoImage = concrete.GoImage
@@ -521,7 +533,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg maxP99", err))
 				}
 			}
-			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion, strategy, steps, duration, shadowSample, minAgreement, maxDrift, maxErrorRate, maxP99)
+			var requireSignature string
+			if inputArgs["requireSignature"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["requireSignature"]), &requireSignature)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg requireSignature", err))
+				}
+			}
+			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion, strategy, steps, duration, shadowSample, minAgreement, maxDrift, maxErrorRate, maxP99, requireSignature)
 		case "EvaluateProduction":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -963,6 +982,34 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Modelship).WithRegistry(&parent, address, username, password)
+		case "WithSigning":
+			var parent Modelship
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var key *dagger.Secret
+			if inputArgs["key"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["key"]), &key)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg key", err))
+				}
+			}
+			var password *dagger.Secret
+			if inputArgs["password"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["password"]), &password)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
+				}
+			}
+			var publicKey *dagger.File
+			if inputArgs["publicKey"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["publicKey"]), &publicKey)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg publicKey", err))
+				}
+			}
+			return (*Modelship).WithSigning(&parent, key, password, publicKey)
 		case "WithStorage":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

@@ -246,6 +246,14 @@ func (m *Modelship) BuildImage(
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", v.runtimeImage, err)
 	}
+	signed := "no (give with-signing --key)"
+	if m.SigningKey != nil {
+		if err := m.sign(ctx, digest, svc, img, res, gitSha, started, platforms,
+			[]string{"go=" + goBase, "runtime=" + runtimeBase}); err != nil {
+			return nil, err
+		}
+		signed = "cosign signature, SLSA v1 provenance, CycloneDX SBOM"
+	}
 	evidence := m.Cli().
 		WithEnvVariable("MODELSHIP_COMMIT", gitSha).
 		WithExec([]string{"modelship", "evidence", "--stage", "build-image",
@@ -253,8 +261,74 @@ func (m *Modelship) BuildImage(
 			"--input", "git_sha=" + gitSha, "--input", "model_sha256=" + res.Manifest.SHA256, "--input", "model_resolved_by=" + res.ResolvedBy,
 			"--input", "go_image=" + goBase, "--input", "runtime_image=" + runtimeBase, "--input", "backend=" + or(v.backend, "project dockerfile"), "--input", "platforms=" + pushed,
 			"--config", "registry=" + ref, "--config", "config_source=dagger call arguments",
-			"--output", "image=" + digest, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
+			"--output", "image=" + digest, "--output", "signed=" + signed, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
 			"--out", evidenceDir + "/evidence.json"}).
 		File(evidenceDir + "/evidence.json")
 	return &Stage{Output: digest, Evidence: evidence, Image: img, TrivyImage: m.TrivyImage}, nil
+}
+
+// sign runs `modelship image sign` on the pushed digest: a cosign signature, and SLSA provenance
+// and the SBOM as attestations, in the image's own repository. A registry on this machine's
+// localhost, or the embedded one, is reached through a service binding.
+func (m *Modelship) sign(ctx context.Context, digest string, embedded *dagger.Service, img *dagger.Container, res resolution,
+	gitSha string, started time.Time, platforms, bases []string) error {
+	c, err := m.withImageRegistry(m.Cli(), embedded)
+	if err != nil {
+		return err
+	}
+	args := []string{"modelship", "image", "sign", "--image", digest, "--signing-key", "/run/secrets/cosign.key",
+		"--git-sha", gitSha, "--model-name", m.ModelName, "--model-version", res.Manifest.Version, "--model-sha256", res.Manifest.SHA256,
+		"--dockerfile", "serving/Dockerfile", "--sbom", "/sbom.cdx.json", "--started-on", started.UTC().Format(time.RFC3339)}
+	for _, b := range bases {
+		args = append(args, "--base-image", b)
+	}
+	for _, p := range platforms {
+		args = append(args, "--platform", p)
+	}
+	_, err = c.WithMountedSecret("/run/secrets/cosign.key", m.SigningKey).
+		WithSecretVariable("COSIGN_PASSWORD", m.SigningPassword).
+		WithFile("/sbom.cdx.json", sbomOf(m.TrivyImage, img)).
+		WithExec(args).Sync(ctx)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", digest, err)
+	}
+	return nil
+}
+
+// withImageRegistry lets c reach the image registry for signatures: the embedded one through a
+// binding named modelshipRegistryHost (MODELSHIP_REGISTRY_VIA), any other at its address, with
+// the registry's credentials when given.
+func (m *Modelship) withImageRegistry(c *dagger.Container, embedded *dagger.Service) (*dagger.Container, error) {
+	if m.RegistryPassword != nil {
+		c = c.WithEnvVariable("MODELSHIP_REGISTRY_USERNAME", m.RegistryUsername).WithSecretVariable("MODELSHIP_REGISTRY_PASSWORD", m.RegistryPassword)
+	}
+	if embedded != nil {
+		return c.WithServiceBinding(modelshipRegistryHost, embedded).WithEnvVariable("MODELSHIP_REGISTRY_VIA", modelshipRegistryHost+":5000"), nil
+	}
+	if name, _, _ := strings.Cut(m.Registry, ":"); name == "localhost" || name == "127.0.0.1" {
+		// The engine pushes there from its own network; the pipeline's containers, which sign
+		// and verify, cannot reach this machine's localhost.
+		return nil, fmt.Errorf("with-signing: the pipeline's containers cannot reach the registry %s on this machine's localhost to sign or verify there; give with-registry an address they reach (a host name or IP), or use the embedded registry", m.Registry)
+	}
+	return c, nil
+}
+
+const modelshipRegistryHost = "modelship-registry"
+
+// verifying gives deploy and promote the public key their image must verify with, and the
+// registry to check it in; without with-signing --public-key the CLI decides (production
+// refuses an unchecked image).
+func (m *Modelship) verifying(c *dagger.Container, modelSHA256 string) (*dagger.Container, []string, error) {
+	if m.PublicKey == nil {
+		return c, nil, nil
+	}
+	c, err := m.withImageRegistry(c.WithFile("/run/modelship/cosign.pub", m.PublicKey), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	args := []string{"--public-key", "/run/modelship/cosign.pub"}
+	if modelSHA256 != "" {
+		args = append(args, "--model-sha256", modelSHA256)
+	}
+	return c, args, nil
 }

@@ -56,6 +56,12 @@ type Modelship struct {
 	// +private
 	RegistryPassword *dagger.Secret
 	// +private
+	SigningKey *dagger.Secret
+	// +private
+	SigningPassword *dagger.Secret
+	// +private
+	PublicKey *dagger.File
+	// +private
 	ImageRepository string
 	// +private
 	ModelName string

@@ -92,6 +92,36 @@ func (m *Modelship) WithRegistry(
 	return &c, nil
 }
 
+// WithSigning signs what build-image pushes and checks it before deploy and promote roll it
+// out: `with-signing --key=env://COSIGN_PRIVATE_KEY --password=env://COSIGN_PASSWORD
+// --public-key=./cosign.pub`. build-image writes a cosign signature and SLSA provenance and SBOM
+// attestations beside the image; deploy refuses an image whose signature does not verify with
+// the public key or whose provenance names another commit or model. Production requires it.
+func (m *Modelship) WithSigning(
+	// cosign private key (cosign generate-key-pair's cosign.key), e.g. env://COSIGN_PRIVATE_KEY.
+	//
+	// +optional
+	key *dagger.Secret,
+	// Its password, e.g. env://COSIGN_PASSWORD.
+	//
+	// +optional
+	password *dagger.Secret,
+	// The public key (cosign.pub) deploys and promotions verify with.
+	//
+	// +optional
+	publicKey *dagger.File,
+) (*Modelship, error) {
+	if key == nil && publicKey == nil {
+		return nil, errors.New("with-signing needs --key (to sign in build-image), --public-key (to verify in deploy and promote), or both")
+	}
+	if key != nil && password == nil {
+		return nil, errors.New("with-signing --key needs --password (cosign keys are encrypted; cosign generate-key-pair asks for one)")
+	}
+	c := *m
+	c.SigningKey, c.SigningPassword, c.PublicKey = key, password, publicKey
+	return &c, nil
+}
+
 // WithWebhook tells a Slack- or Discord-compatible webhook about deploys, rollbacks, failed
 // verifications and halts.
 func (m *Modelship) WithWebhook(

@@ -140,6 +140,12 @@ func (m *Modelship) Deploy(
 	//
 	// +optional
 	maxP99 string,
+	// Whether the image must carry a signature and provenance that verify with with-signing's
+	// public key: true or false (default: required for production only). An image the engine
+	// loads from a tarball (no with-registry) has no signature, so production needs false.
+	//
+	// +optional
+	requireSignature string,
 ) (*Stage, error) {
 	if branch != pipeline.DeployBranch {
 		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
@@ -167,6 +173,13 @@ func (m *Modelship) Deploy(
 	args := []string{"modelship", "deploy", "--branch", branch, "--git-sha", gitSha, "--model-version", res.Manifest.Version,
 		"--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath, "--gate-report", "/gate/quality-report.json"}
 	args = append(args, rollout...)
+	switch requireSignature {
+	case "":
+	case "true", "false":
+		args = append(args, "--require-signature="+requireSignature)
+	default:
+		return nil, fmt.Errorf("--require-signature %q: want true or false", requireSignature)
+	}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
@@ -178,6 +191,11 @@ func (m *Modelship) Deploy(
 			return nil, err
 		}
 		args = append(args, "--image", built.Output)
+		var verify []string
+		if c, verify, err = m.verifying(c, res.Manifest.SHA256); err != nil {
+			return nil, err
+		}
+		args = append(args, verify...)
 	}
 	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
 }
@@ -239,8 +257,12 @@ func (m *Modelship) Promote(
 	if err != nil {
 		return nil, err
 	}
-	return runStage(ctx, "promote "+from+" to "+m.Environment, c, []string{"modelship", "promote", "--from", from, "--to", m.Environment,
-		"--min-age", minAge, "--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath})
+	c, verify, err := m.verifying(c, "")
+	if err != nil {
+		return nil, err
+	}
+	return runStage(ctx, "promote "+from+" to "+m.Environment, c, append([]string{"modelship", "promote", "--from", from, "--to", m.Environment,
+		"--min-age", minAge, "--port", strconv.Itoa(m.Port), "--health-path", m.HealthPath}, verify...))
 }
 
 // State prints the environment's deploy_state.json, validated, as it is now.

@@ -21,15 +21,19 @@ import (
 
 // imageRegistryFlags say how to reach an image's registry for its signatures. Credentials are
 // secrets: environment only, never flags.
-type imageRegistryFlags struct{ insecure bool }
+type imageRegistryFlags struct {
+	insecure bool
+	via      string
+}
 
 func (r *imageRegistryFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&r.insecure, "registry-insecure", os.Getenv("MODELSHIP_REGISTRY_INSECURE") == "true",
 		"reach the image's registry over plain HTTP (localhost always is) (MODELSHIP_REGISTRY_INSECURE=true); credentials come from MODELSHIP_REGISTRY_USERNAME and MODELSHIP_REGISTRY_PASSWORD, else the Docker config")
+	cmd.Flags().StringVar(&r.via, "registry-via", os.Getenv("MODELSHIP_REGISTRY_VIA"), "reach the image's registry for its signatures at this host:port instead, over plain HTTP (a tunnel, as the Dagger module binds one) (MODELSHIP_REGISTRY_VIA)")
 }
 
 func (r *imageRegistryFlags) registry() signing.Registry {
-	return signing.Registry{Insecure: r.insecure, Username: os.Getenv("MODELSHIP_REGISTRY_USERNAME"), Password: os.Getenv("MODELSHIP_REGISTRY_PASSWORD")}
+	return signing.Registry{Insecure: r.insecure, Via: r.via, Username: os.Getenv("MODELSHIP_REGISTRY_USERNAME"), Password: os.Getenv("MODELSHIP_REGISTRY_PASSWORD")}
 }
 
 // signatureFlags are deploy's and promote's: the key an image's signature must verify with,

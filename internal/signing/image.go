@@ -30,6 +30,10 @@ type Registry struct {
 	Insecure bool
 	// Username and Password log in; without them the Docker config's credentials are used.
 	Username, Password string
+	// Via, host[:port], reaches the image's registry at another address (plain HTTP): a tunnel
+	// such as a Dagger service binding. Signatures name the image by digest, so they hold
+	// whatever address it is reached at.
+	Via string
 }
 
 func (r Registry) parse(ref string) (name.Reference, error) {
@@ -40,6 +44,12 @@ func (r Registry) parse(ref string) (name.Reference, error) {
 	parsed, err := name.ParseReference(ref, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	if r.Via != "" {
+		moved := r.Via + "/" + parsed.Context().RepositoryStr() + strings.TrimPrefix(parsed.String(), parsed.Context().Name())
+		if parsed, err = name.ParseReference(moved, name.Insecure); err != nil {
+			return nil, fmt.Errorf("image reference %q through %s: %w", ref, r.Via, err)
+		}
 	}
 	return parsed, nil
 }

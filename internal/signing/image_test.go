@@ -200,3 +200,17 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// Through another address for the same registry (a tunnel), the signature verifies the same:
+// it names the image by digest, not by the address it was pushed to.
+func TestVerifyThroughAnotherAddress(t *testing.T) {
+	reg := testenv.SharedRegistry(t)
+	kp := newKeyPair(t)
+	ref := signBuilt(t, reg, "sig/via:"+gitSHA, kp, build())
+	_, port, _ := strings.Cut(reg.Addr, ":")
+	moved := "registry.invalid:1/sig/via:" + gitSHA
+	v, err := signing.VerifyImage(context.Background(), signing.Registry{Via: "localhost:" + port}, moved, kp.Verifier, signing.Expect{GitSHA: gitSHA})
+	require.NoError(t, err)
+	_, digest, _ := strings.Cut(ref, "@")
+	assert.Equal(t, "localhost:"+port+"/sig/via@"+digest, v.Digest)
+}
