@@ -785,7 +785,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelVersion", err))
 				}
 			}
-			return (*Modelship).Ship(&parent, ctx, gitSha, branch, modelVersion)
+			var requireSignature string
+			if inputArgs["requireSignature"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["requireSignature"]), &requireSignature)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg requireSignature", err))
+				}
+			}
+			return (*Modelship).Ship(&parent, ctx, gitSha, branch, modelVersion, requireSignature)
 		case "State":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)

@@ -108,11 +108,11 @@ ENGINE=$(dagger version 2>/dev/null | head -1)
 
 # --- The quick start, verbatim (README "Quick start with Dagger") -----------------------------
 call "quick start: ship HEAD, main, Docker" pass \
-  --docker-socket=/var/run/docker.sock --publish=127.0.0.1:8000 ship --git-sha="$(git rev-parse HEAD)"
+  --docker-socket=/var/run/docker.sock --publish=127.0.0.1:8000 ship --git-sha="$(git rev-parse HEAD)" --require-signature=false
 check "quick start: ship gated, built, deployed" has "$OUT" "deploy: deployed"
 check "quick start: curl answers (digits@1.0.0)" test "$(serving_version 127.0.0.1:8000)" = 1.0.0
 call "warm ship of an already-built commit" pass \
-  --docker-socket="$SOCKET" --publish=127.0.0.1:8000 ship --git-sha="$HEAD"
+  --docker-socket="$SOCKET" --publish=127.0.0.1:8000 ship --git-sha="$HEAD" --require-signature=false
 check "warm ship <= 10 s ($SECS s)" within "$SECS" 10
 
 # --- Every function -----------------------------------------------------------------------------
@@ -181,7 +181,26 @@ check "refusal names with-docker-ssh" has "$OUT" "with-docker-ssh"
 call "with-docker-ssh hands the CLI its key" fail --docker-host=ssh://deploy@127.0.0.1:1 \
   with-docker-ssh --key=env://E2E_NOT_A_PEM --known-hosts="[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl" deploy --git-sha="$HEAD" --branch=main
 check "the CLI read it (and refused this one)" has "$OUT" "not a private key OpenSSH reads"
-call "deploy HEAD" pass --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main output
+call "deploy HEAD to production unsigned is refused" fail --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main output
+check "says what is missing" has "$OUT" "production requires a signed image"
+call "deploy HEAD" pass --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main --require-signature=false output
+
+# --- Signed releases: build-image signs, cosign verifies ------------------------------------------
+SIGN_DIR=$WORK/keys
+mkdir -p "$SIGN_DIR"
+if command -v cosign >/dev/null; then
+  (cd "$SIGN_DIR" && COSIGN_PASSWORD=e2e-pw cosign generate-key-pair >/dev/null 2>&1)
+  export E2E_COSIGN_KEY E2E_COSIGN_PASSWORD=e2e-pw
+  E2E_COSIGN_KEY=$(cat "$SIGN_DIR/cosign.key")
+  call "signing: build-image signs and attests (embedded registry)" pass \
+    with-signing --key=env://E2E_COSIGN_KEY --password=env://E2E_COSIGN_PASSWORD --public-key="$SIGN_DIR/cosign.pub" \
+    build-image --git-sha="$HEAD" evidence contents
+  check "evidence records the signature" has "$OUT" "SLSA v1 provenance"
+  call "signing: a key without its password is refused" fail with-signing --key=env://E2E_COSIGN_KEY build-image --git-sha="$HEAD" output
+  check "says what is missing" has "$OUT" "with-signing --key needs --password"
+else
+  record "signing: cosign CLI on PATH" MISS 0 "scripts/tools.sh builds cosign"
+fi
 deploy_time=$(grep -o 'in [0-9.]*m\?s;' <<<"$OUT" | head -1)
 check "deploy <= 2 s ($deploy_time)" within "$(sed -E 's/in ([0-9.]+)(m?)s;/\1 \2/' <<<"$deploy_time" | awk '{print ($2=="m") ? $1/1000 : $1}')" 2
 call "state" pass state
