@@ -2,13 +2,22 @@
 //
 // Every flag has an environment variable of the same meaning (MODELSHIP_...); a flag given on
 // the command line wins.
+//
+// With -public-key and -model-signature (the DSSE envelope `modelship model pull
+// --signature-out` writes) it serves the model only if the model file's sha256 is the one that
+// key signed: it checks before it loads the model or listens, and exits 1 if the file, the key or
+// the signature is not right.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,7 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/signing/modelsig"
 	"github.com/modelship/modelship/serving"
 )
 
@@ -38,6 +50,7 @@ type options struct {
 	shadowURL, shadowModel                             string
 	shadowSample                                       float64
 	shadowTimeout                                      time.Duration
+	publicKey, modelSignature                          string
 }
 
 func main() {
@@ -94,6 +107,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.shadowSample, "shadow-sample", 1, "fraction of successful inference requests mirrored to -shadow-url, in (0, 1] (MODELSHIP_SHADOW_SAMPLE)")
 	fs.StringVar(&o.shadowModel, "shadow-model", "", "model name at -shadow-url; default -model-name (MODELSHIP_SHADOW_MODEL)")
 	fs.DurationVar(&o.shadowTimeout, "shadow-timeout", serving.DefaultShadowTimeout, "how long the candidate gets to answer one mirrored request (MODELSHIP_SHADOW_TIMEOUT)")
+	fs.StringVar(&o.publicKey, "public-key", env("MODELSHIP_PUBLIC_KEY", ""), "PEM public key (cosign.pub) the model was signed with; with -model-signature, the server serves the model only if its sha256 is the signed one (MODELSHIP_PUBLIC_KEY)")
+	fs.StringVar(&o.modelSignature, "model-signature", env("MODELSHIP_MODEL_SIGNATURE", ""), "the model's signature, the DSSE envelope `modelship model pull --signature-out` writes; needs -public-key (MODELSHIP_MODEL_SIGNATURE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -107,6 +122,9 @@ func parseFlags(args []string) (*options, error) {
 		if err := serving.CheckShadowURL(o.shadowURL); err != nil {
 			return nil, fmt.Errorf("-shadow-url: %w", err)
 		}
+	}
+	if err := checkSignatureFlags(o); err != nil {
+		return nil, err
 	}
 	if err := serving.CheckShadowSample(o.shadowSample); err != nil {
 		return nil, fmt.Errorf("-shadow-sample: %w", err)
@@ -124,6 +142,20 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-batch-max-delay must be 0 (no batching) or positive")
 	}
 	return o, nil
+}
+
+// checkSignatureFlags: a model's signature is checked with both a key and a signature, or not
+// at all; one alone is a mistake, not a request to serve unchecked.
+func checkSignatureFlags(o *options) error {
+	switch {
+	case o.publicKey != "" && o.modelSignature == "":
+		return errors.New("-public-key (MODELSHIP_PUBLIC_KEY) is set but -model-signature is not: set -model-signature or MODELSHIP_MODEL_SIGNATURE " +
+			"to the model's signature (the file `modelship model pull --signature-out` writes), or set neither to serve the model unchecked")
+	case o.modelSignature != "" && o.publicKey == "":
+		return errors.New("-model-signature (MODELSHIP_MODEL_SIGNATURE) is set but -public-key is not: set -public-key or MODELSHIP_PUBLIC_KEY " +
+			"to the PEM public key the model was signed with, or set neither to serve the model unchecked")
+	}
+	return nil
 }
 
 // shadowEnv applies the shadow flags' environment variables, for the flags not given on the
@@ -209,9 +241,18 @@ func tuneGC(o *options) {
 func serve(o *options, logger *slog.Logger) error {
 	tuneGC(o)
 	start := time.Now()
+	signedSHA256, err := verifyModel(o, logger)
+	if err != nil {
+		return err
+	}
 	model, err := inference.LoadWith(o.modelPath, inference.Options{Backend: inference.Backend(o.backend), ORTLibrary: o.ortLibrary})
 	if err != nil {
 		return fmt.Errorf("load model (set -model-path or MODELSHIP_MODEL_PATH to an ONNX file): %w", err)
+	}
+	// The file was hashed before it was read to load: the bytes loaded must be the ones checked.
+	if signedSHA256 != "" && model.SHA256() != signedSHA256 {
+		return fmt.Errorf("%w: model %s changed while the server loaded it: it had the signed sha256 %s when checked, %s when loaded; "+
+			"stop whatever writes the file and start the server again", modelsig.ErrBadSignature, o.modelPath, signedSHA256, model.SHA256())
 	}
 	if o.modelVersion == "" {
 		o.modelVersion = model.Property("version")
@@ -244,4 +285,83 @@ func serve(o *options, logger *slog.Logger) error {
 		return err
 	}
 	return <-errc
+}
+
+// verifyModel checks, when -public-key and -model-signature are set, that the model file is the
+// model the key signed, and returns the file's sha256; with neither set it checks nothing and
+// returns "".
+func verifyModel(o *options, logger *slog.Logger) (string, error) {
+	if o.publicKey == "" && o.modelSignature == "" {
+		return "", nil
+	}
+	v, err := modelsig.LoadVerifierFile(o.publicKey)
+	if err != nil {
+		return "", fmt.Errorf("check the model's signature: %w; set -public-key or MODELSHIP_PUBLIC_KEY to the PEM public key file (cosign.pub) the model was signed with", err)
+	}
+	envelope, err := os.ReadFile(o.modelSignature)
+	if err != nil {
+		return "", fmt.Errorf("check the model's signature: read the signature: %w; set -model-signature or MODELSHIP_MODEL_SIGNATURE "+
+			"to the model's signature (the file `modelship model pull --signature-out` writes)", err)
+	}
+	if err := checkEnvelope(envelope); err != nil {
+		return "", fmt.Errorf("check the model's signature: %s is not a DSSE envelope: %w; set -model-signature or MODELSHIP_MODEL_SIGNATURE "+
+			"to the model's signature (the file `modelship model pull --signature-out` writes)", o.modelSignature, err)
+	}
+	sum, err := fileSHA256(o.modelPath)
+	if err != nil {
+		return "", fmt.Errorf("check the model's signature: %w; set -model-path or MODELSHIP_MODEL_PATH to the signed ONNX file", err)
+	}
+	signed, err := modelsig.VerifyModelFile(envelope, sum, v)
+	if err != nil {
+		return "", fmt.Errorf("refuse to serve model %s: signature %s, public key %s: %w; %s",
+			o.modelPath, o.modelSignature, o.publicKey, err, signatureHint(envelope, v, err))
+	}
+	logger.Info(fmt.Sprintf("the model's sha256 matches the signature of %s@%s", signed.Name, signed.Version),
+		"path", o.modelPath, "sha256", sum, "signed_name", signed.Name, "signed_version", signed.Version,
+		"signature", o.modelSignature, "public_key", o.publicKey)
+	return sum, nil
+}
+
+// signatureHint says what to do about a model that failed VerifyModelFile with err: if the
+// signature holds with the key, it is the file that is wrong; if not, the key or the signature.
+func signatureHint(envelope []byte, v signature.Verifier, err error) string {
+	if _, envErr := modelsig.VerifyModelEnvelope(envelope, v); envErr == nil {
+		return "serve the model file this signature was made for: pull the model and its signature again with " +
+			"`modelship model pull --public-key ... --signature-out ...` and point -model-path and -model-signature at what it wrote"
+	}
+	if errors.Is(err, modelsig.ErrBadSignature) {
+		return "set -public-key (MODELSHIP_PUBLIC_KEY) to the public key of the key that signed the model, " +
+			"or pull the signature again with `modelship model pull --public-key ... --signature-out ...`"
+	}
+	return "set -model-signature (MODELSHIP_MODEL_SIGNATURE) to the DSSE envelope `modelship model pull --signature-out` writes"
+}
+
+// checkEnvelope tells a file that is not a signature at all from a signature that does not
+// verify, which modelsig reports alike.
+func checkEnvelope(envelope []byte) error {
+	var env struct {
+		Payload    string            `json:"payload"`
+		Signatures []json.RawMessage `json:"signatures"`
+	}
+	if err := json.Unmarshal(envelope, &env); err != nil {
+		return err
+	}
+	if env.Payload == "" || len(env.Signatures) == 0 {
+		return errors.New("it has no payload or no signatures")
+	}
+	return nil
+}
+
+// fileSHA256 is the hex sha256 of a file's bytes, read in a stream.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read model file %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read model file %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
