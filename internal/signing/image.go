@@ -219,7 +219,7 @@ func VerifyImage(ctx context.Context, reg Registry, ref string, v signature.Veri
 // refusal turns cosign's verification errors into ours, saying where the signature should be:
 // none there is ErrUnsigned, some there that fail is ErrBadSignature.
 func (r Registry) refusal(ctx context.Context, digest name.Digest, what, suffix string, err error) error {
-	tag := digest.Repository.Tag(strings.Replace(digest.DigestStr(), ":", "-", 1) + suffix)
+	tag := digest.Tag(strings.Replace(digest.DigestStr(), ":", "-", 1) + suffix)
 	var none *cosign.ErrNoSignaturesFound
 	var noMatch *cosign.ErrNoMatchingSignatures
 	var noAtt *cosign.ErrNoMatchingAttestations
