@@ -2,13 +2,13 @@ package registry
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/modelship/modelship/internal/plumbing/filedigest"
 )
 
 // cache keeps verified artifacts by digest in a local folder, around another fetcher: a digest
@@ -25,7 +25,7 @@ func (c *cache) path(m *Manifest) string { return filepath.Join(c.dir, "sha256",
 func (c *cache) fetch(ctx context.Context, m *Manifest, dest string) (fetched, error) {
 	cached := c.path(m)
 	var got fetched
-	if digest, size, err := hashFile(cached); err == nil && digest == m.SHA256 && size == m.Size {
+	if digest, size, err := filedigest.SHA256(cached); err == nil && digest == m.SHA256 && size == m.Size {
 		got.cacheHit = true
 		c.stats.cacheHits.Add(1)
 	} else {
@@ -77,18 +77,4 @@ func copyFile(src, dest string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("open %s: %w", p, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/modelship/modelship/internal/plumbing/filedigest"
 	"github.com/modelship/modelship/internal/plumbing/objstore"
 )
 
@@ -64,7 +65,7 @@ func (r *Registry) push(ctx context.Context, filePath string, opts PushOptions) 
 	if err := ValidateGitSHA(opts.GitSHA); err != nil {
 		return nil, err
 	}
-	digest, size, err := hashFile(filePath)
+	digest, size, err := filedigest.SHA256(filePath)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/dsse"
 	sigpayload "github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/modelship/modelship/internal/signing/modelsig"
 )
 
 // Registry says how to reach the registry an image is in.
@@ -244,15 +246,9 @@ func statementOf(att oci.Signature) ([]byte, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("read: %w", err)
 	}
-	var env struct {
-		Payload string `json:"payload"`
-	}
-	if err := json.Unmarshal(p, &env); err != nil {
-		return nil, "", fmt.Errorf("not a DSSE envelope: %w", err)
-	}
-	st, err := base64.StdEncoding.DecodeString(env.Payload)
+	st, err := modelsig.EnvelopePayload(p)
 	if err != nil {
-		return nil, "", fmt.Errorf("DSSE payload: %w", err)
+		return nil, "", err
 	}
 	pt, err := predicateTypeOf(st)
 	return st, pt, err

@@ -34,6 +34,9 @@ var (
 	ErrBadSignature = errors.New("signature does not verify")
 	// ErrKey: a key could not be read.
 	ErrKey = errors.New("unusable key")
+	// ErrNotSignedModel: the signature verifies but covers other bytes than those in hand. It
+	// reads, and is, ErrBadSignature; errors.Is tells it apart.
+	ErrNotSignedModel = fmt.Errorf("%w", ErrBadSignature)
 )
 
 // ModelType is the predicate type of a model's signature statement.
@@ -84,22 +87,41 @@ func SignModel(m Model, sv signature.Signer) ([]byte, error) {
 	return env, nil
 }
 
-// VerifyModelEnvelope checks the envelope's signature with v and returns what it signed.
-func VerifyModelEnvelope(envelope []byte, v signature.Verifier) (*Model, error) {
-	if err := dsse.WrapVerifier(v).VerifySignature(bytes.NewReader(envelope), nil); err != nil {
-		return nil, fmt.Errorf("%w: the model signature does not verify with the public key given (%v): another key signed it, or it was changed",
-			ErrBadSignature, err)
-	}
+// EnvelopeError is a signature that is not a DSSE envelope at all (a wrong file), told apart
+// from one that does not verify; it is ErrBadSignature too.
+type EnvelopeError struct{ Err error }
+
+func (e *EnvelopeError) Error() string   { return "not a DSSE envelope: " + e.Err.Error() }
+func (e *EnvelopeError) Unwrap() []error { return []error{ErrBadSignature, e.Err} }
+
+// EnvelopePayload is what a DSSE envelope (JSON) signs, decoded; the signature is not checked.
+func EnvelopePayload(envelope []byte) ([]byte, error) {
 	var env struct {
-		PayloadType string `json:"payloadType"`
-		Payload     string `json:"payload"`
+		Payload    string            `json:"payload"`
+		Signatures []json.RawMessage `json:"signatures"`
 	}
 	if err := json.Unmarshal(envelope, &env); err != nil {
-		return nil, fmt.Errorf("the model signature is not a DSSE envelope: %w", err)
+		return nil, &EnvelopeError{err}
+	}
+	if env.Payload == "" || len(env.Signatures) == 0 {
+		return nil, &EnvelopeError{errors.New("it has no payload or no signatures")}
 	}
 	raw, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("the model signature's payload: %w", err)
+		return nil, &EnvelopeError{fmt.Errorf("payload: %w", err)}
+	}
+	return raw, nil
+}
+
+// VerifyModelEnvelope checks the envelope's signature with v and returns what it signed.
+func VerifyModelEnvelope(envelope []byte, v signature.Verifier) (*Model, error) {
+	raw, err := EnvelopePayload(envelope)
+	if err != nil {
+		return nil, fmt.Errorf("the model signature is %w", err)
+	}
+	if err := dsse.WrapVerifier(v).VerifySignature(bytes.NewReader(envelope), nil); err != nil {
+		return nil, fmt.Errorf("%w: the model signature does not verify with the public key given (%v): another key signed it, or it was changed",
+			ErrBadSignature, err)
 	}
 	var st intoto.Statement
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &st); err != nil {
@@ -124,10 +146,10 @@ func VerifyModel(envelope, manifest []byte, artifactSHA256 string, v signature.V
 	}
 	if got := ManifestDigest(manifest); m.ManifestSHA256 != got {
 		return nil, fmt.Errorf("%w: the signature covers a manifest with sha256 %s, the registry's has %s: the manifest was changed after signing",
-			ErrBadSignature, m.ManifestSHA256, got)
+			ErrNotSignedModel, m.ManifestSHA256, got)
 	}
 	if m.SHA256 != artifactSHA256 {
-		return nil, fmt.Errorf("%w: the signature covers a model with sha256 %s, not %s", ErrBadSignature, m.SHA256, artifactSHA256)
+		return nil, fmt.Errorf("%w: the signature covers a model with sha256 %s, not %s", ErrNotSignedModel, m.SHA256, artifactSHA256)
 	}
 	return m, nil
 }
@@ -141,7 +163,7 @@ func VerifyModelFile(envelope []byte, modelSHA256 string, v signature.Verifier) 
 	}
 	if m.SHA256 != modelSHA256 {
 		return nil, fmt.Errorf("%w: the model file has sha256 %s but %s@%s was signed with sha256 %s: the file is not the signed model",
-			ErrBadSignature, modelSHA256, m.Name, m.Version, m.SHA256)
+			ErrNotSignedModel, modelSHA256, m.Name, m.Version, m.SHA256)
 	}
 	return m, nil
 }

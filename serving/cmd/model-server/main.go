@@ -11,13 +11,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,9 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-
 	"github.com/modelship/modelship/internal/ml/inference"
+	"github.com/modelship/modelship/internal/plumbing/filedigest"
 	"github.com/modelship/modelship/internal/signing/modelsig"
 	"github.com/modelship/modelship/serving"
 )
@@ -303,18 +298,21 @@ func verifyModel(o *options, logger *slog.Logger) (string, error) {
 		return "", fmt.Errorf("check the model's signature: read the signature: %w; set -model-signature or MODELSHIP_MODEL_SIGNATURE "+
 			"to the model's signature (the file `modelship model pull --signature-out` writes)", err)
 	}
-	if err := checkEnvelope(envelope); err != nil {
+	// A file that is not a signature at all is named before the model, which may be large, is read.
+	var notEnvelope *modelsig.EnvelopeError
+	if _, err := modelsig.EnvelopePayload(envelope); errors.As(err, &notEnvelope) {
 		return "", fmt.Errorf("check the model's signature: %s is not a DSSE envelope: %w; set -model-signature or MODELSHIP_MODEL_SIGNATURE "+
-			"to the model's signature (the file `modelship model pull --signature-out` writes)", o.modelSignature, err)
+			"to the model's signature (the file `modelship model pull --signature-out` writes)", o.modelSignature, notEnvelope.Err)
 	}
-	sum, err := fileSHA256(o.modelPath)
+	sum, _, err := filedigest.SHA256(o.modelPath)
 	if err != nil {
+		err = fmt.Errorf("read model file: %w", err)
 		return "", fmt.Errorf("check the model's signature: %w; set -model-path or MODELSHIP_MODEL_PATH to the signed ONNX file", err)
 	}
 	signed, err := modelsig.VerifyModelFile(envelope, sum, v)
 	if err != nil {
 		return "", fmt.Errorf("refuse to serve model %s: signature %s, public key %s: %w; %s",
-			o.modelPath, o.modelSignature, o.publicKey, err, signatureHint(envelope, v, err))
+			o.modelPath, o.modelSignature, o.publicKey, err, signatureHint(err))
 	}
 	logger.Info(fmt.Sprintf("the model's sha256 matches the signature of %s@%s", signed.Name, signed.Version),
 		"path", o.modelPath, "sha256", sum, "signed_name", signed.Name, "signed_version", signed.Version,
@@ -324,8 +322,8 @@ func verifyModel(o *options, logger *slog.Logger) (string, error) {
 
 // signatureHint says what to do about a model that failed VerifyModelFile with err: if the
 // signature holds with the key, it is the file that is wrong; if not, the key or the signature.
-func signatureHint(envelope []byte, v signature.Verifier, err error) string {
-	if _, envErr := modelsig.VerifyModelEnvelope(envelope, v); envErr == nil {
+func signatureHint(err error) string {
+	if errors.Is(err, modelsig.ErrNotSignedModel) {
 		return "serve the model file this signature was made for: pull the model and its signature again with " +
 			"`modelship model pull --public-key ... --signature-out ...` and point -model-path and -model-signature at what it wrote"
 	}
@@ -334,34 +332,4 @@ func signatureHint(envelope []byte, v signature.Verifier, err error) string {
 			"or pull the signature again with `modelship model pull --public-key ... --signature-out ...`"
 	}
 	return "set -model-signature (MODELSHIP_MODEL_SIGNATURE) to the DSSE envelope `modelship model pull --signature-out` writes"
-}
-
-// checkEnvelope tells a file that is not a signature at all from a signature that does not
-// verify, which modelsig reports alike.
-func checkEnvelope(envelope []byte) error {
-	var env struct {
-		Payload    string            `json:"payload"`
-		Signatures []json.RawMessage `json:"signatures"`
-	}
-	if err := json.Unmarshal(envelope, &env); err != nil {
-		return err
-	}
-	if env.Payload == "" || len(env.Signatures) == 0 {
-		return errors.New("it has no payload or no signatures")
-	}
-	return nil
-}
-
-// fileSHA256 is the hex sha256 of a file's bytes, read in a stream.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read model file %s: %w", path, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read model file %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
