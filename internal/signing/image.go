@@ -68,17 +68,26 @@ func (r Registry) options(ctx context.Context) []ociremote.Option {
 	return []ociremote.Option{ociremote.WithRemoteOptions(r.remoteOptions(ctx)...)}
 }
 
-// digestOf resolves ref (a tag or a digest) to the digest it names now.
-func (r Registry) digestOf(ctx context.Context, ref string) (name.Digest, error) {
+// digestOf resolves ref (a tag or a digest) to the digest it names now: at is where it is
+// reached (through Via), named is the same digest under ref's own registry, the name that
+// signatures, statements and messages carry.
+func (r Registry) digestOf(ctx context.Context, ref string) (at, named name.Digest, err error) {
 	parsed, err := r.parse(ref)
 	if err != nil {
-		return name.Digest{}, err
+		return name.Digest{}, name.Digest{}, err
 	}
-	d, err := ociremote.ResolveDigest(parsed, r.options(ctx)...)
+	at, err = ociremote.ResolveDigest(parsed, r.options(ctx)...)
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("resolve %s in its registry: %w", ref, err)
+		return name.Digest{}, name.Digest{}, fmt.Errorf("resolve %s in its registry: %w", ref, err)
 	}
-	return d, nil
+	if r.Via == "" {
+		return at, at, nil
+	}
+	own, err := Registry{Insecure: r.Insecure}.parse(ref)
+	if err != nil {
+		return name.Digest{}, name.Digest{}, err
+	}
+	return at, own.Context().Digest(at.DigestStr()), nil
 }
 
 // Signed says what SignImage wrote.
@@ -92,13 +101,13 @@ type Signed struct {
 // stored in the image's repository under cosign's tags (sha256-<hex>.sig and .att). Signing
 // again replaces an attestation of the same predicate type rather than adding one.
 func SignImage(ctx context.Context, reg Registry, ref string, sv signature.SignerVerifier, statements ...[]byte) (*Signed, error) {
-	digest, err := reg.digestOf(ctx, ref)
+	digest, named, err := reg.digestOf(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	opts := reg.options(ctx)
 	dupes := cremote.NewDupeDetector(sv)
-	payload, err := (&sigpayload.Cosign{Image: digest}).MarshalJSON()
+	payload, err := (&sigpayload.Cosign{Image: named}).MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("signature payload of %s: %w", digest, err)
 	}
@@ -114,7 +123,7 @@ func SignImage(ctx context.Context, reg Registry, ref string, sv signature.Signe
 	if err != nil {
 		return nil, fmt.Errorf("attach the signature to %s: %w", digest, err)
 	}
-	out := &Signed{Digest: digest.String()}
+	out := &Signed{Digest: named.String()}
 	for _, st := range statements {
 		predicateType, err := predicateTypeOf(st)
 		if err != nil {
@@ -174,7 +183,7 @@ type Expect struct {
 // signature and a SLSA v1 provenance attestation that verify with v, and that the provenance
 // names the commit and model want says. Every refusal names what is missing or wrong.
 func VerifyImage(ctx context.Context, reg Registry, ref string, v signature.Verifier, want Expect) (*Verified, error) {
-	digest, err := reg.digestOf(ctx, ref)
+	digest, named, err := reg.digestOf(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +197,7 @@ func VerifyImage(ctx context.Context, reg Registry, ref string, v signature.Veri
 	if err != nil {
 		return nil, reg.refusal(ctx, digest, "attestation", ".att", err)
 	}
-	out := &Verified{Digest: digest.String()}
+	out := &Verified{Digest: named.String()}
 	for _, att := range atts {
 		st, predicateType, err := statementOf(att)
 		if err != nil {
@@ -256,9 +265,9 @@ func statementOf(att oci.Signature) ([]byte, string, error) {
 
 // ResolveDigest is the digest reference (repository@sha256:...) ref names now.
 func ResolveDigest(ctx context.Context, reg Registry, ref string) (string, error) {
-	d, err := reg.digestOf(ctx, ref)
+	_, named, err := reg.digestOf(ctx, ref)
 	if err != nil {
 		return "", err
 	}
-	return d.String(), nil
+	return named.String(), nil
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -201,16 +203,43 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// Through another address for the same registry (a tunnel), the signature verifies the same:
-// it names the image by digest, not by the address it was pushed to.
+// Through another address for the same registry (a tunnel, as the Dagger module binds one),
+// signing and verifying work the same, and what they report and sign names the image under its
+// own registry, never the tunnel's address.
 func TestVerifyThroughAnotherAddress(t *testing.T) {
 	reg := testenv.SharedRegistry(t)
+	ctx := context.Background()
 	kp := newKeyPair(t)
-	ref := signBuilt(t, reg, "sig/via:"+gitSHA, kp, build())
 	_, port, _ := strings.Cut(reg.Addr, ":")
-	moved := "registry.invalid:1/sig/via:" + gitSHA
-	v, err := signing.VerifyImage(context.Background(), signing.Registry{Via: "localhost:" + port}, moved, kp.Verifier, signing.Expect{GitSHA: gitSHA})
-	require.NoError(t, err)
+	via := signing.Registry{Via: "localhost:" + port}
+
+	ref := signBuilt(t, reg, "sig/via:"+gitSHA, kp, build())
 	_, digest, _ := strings.Cut(ref, "@")
-	assert.Equal(t, "localhost:"+port+"/sig/via@"+digest, v.Digest)
+	v, err := signing.VerifyImage(ctx, via, "registry.invalid:1/sig/via:"+gitSHA, kp.Verifier, signing.Expect{GitSHA: gitSHA})
+	require.NoError(t, err)
+	assert.Equal(t, "registry.invalid:1/sig/via@"+digest, v.Digest)
+
+	pushed := reg.PushRandomImage(t, "sig/via-signed:"+gitSHA)
+	_, digest, _ = strings.Cut(pushed, "@")
+	named, err := signing.ResolveDigest(ctx, via, "registry.invalid:1/sig/via-signed:"+gitSHA)
+	require.NoError(t, err)
+	assert.Equal(t, "registry.invalid:1/sig/via-signed@"+digest, named)
+	prov, err := signing.ProvenanceStatement("registry.invalid:1/sig/via-signed", digest, build())
+	require.NoError(t, err)
+	out, err := signing.SignImage(ctx, via, named, kp.Signer, prov)
+	require.NoError(t, err)
+	assert.Equal(t, named, out.Digest)
+	// cosign's payload names the image as its users know it.
+	sigTag, err := name.ParseReference(strings.Replace(pushed, "@"+digest, ":"+strings.Replace(digest, ":", "-", 1)+".sig", 1))
+	require.NoError(t, err)
+	sigs, err := ociremote.Signatures(sigTag)
+	require.NoError(t, err)
+	list, err := sigs.Get()
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	payload, err := list[0].Payload()
+	require.NoError(t, err)
+	assert.Contains(t, string(payload), `"docker-reference":"registry.invalid:1/sig/via-signed"`)
+	_, err = signing.VerifyImage(ctx, signing.Registry{}, pushed, kp.Verifier, signing.Expect{GitSHA: gitSHA})
+	require.NoError(t, err, "signed through the tunnel, verified at the registry's own address")
 }
