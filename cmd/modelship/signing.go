@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -148,7 +149,7 @@ func newImageCmd(g *globals) *cobra.Command {
 func newImageSignCmd(g *globals) *cobra.Command {
 	var rf imageRegistryFlags
 	var b signing.Build
-	var image, key, sbomPath, started string
+	var image, key, sbomPath, started, provenanceOut string
 	var bases []string
 	cmd := &cobra.Command{
 		Use:   "sign --image REF --signing-key cosign.key --git-sha SHA --model-name N --model-version V --model-sha256 D --dockerfile F",
@@ -217,6 +218,11 @@ slsaprovenance1' accept the result. build-image runs this with the module's --si
 			if err != nil {
 				return err
 			}
+			if provenanceOut != "" {
+				if err := writePredicate(provenanceOut, prov); err != nil {
+					return err
+				}
+			}
 			if g.jsonOutput {
 				return writeJSON(cmd.OutOrStdout(), out)
 			}
@@ -239,11 +245,26 @@ slsaprovenance1' accept the result. build-image runs this with the module's --si
 	f.StringVar(&b.InvocationID, "invocation-id", firstEnv("MODELSHIP_PIPELINE_RUN", "GITHUB_RUN_ID", "CI_PIPELINE_ID"), "the CI run that built it (GITHUB_RUN_ID, CI_PIPELINE_ID)")
 	f.StringVar(&started, "started-on", "", "when the build started, RFC 3339")
 	f.StringVar(&sbomPath, "sbom", "", "CycloneDX JSON SBOM of the image, attached as a second attestation")
+	f.StringVar(&provenanceOut, "provenance-out", "", "also write the SLSA predicate attested here, for 'cosign attest --type slsaprovenance1 --predicate' (a keyless signature of the same provenance)")
 	rf.register(cmd)
 	for _, name := range []string{"image", "signing-key", "git-sha", "model-version", "model-sha256"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// writePredicate writes the predicate of an in-toto statement: what cosign attest takes.
+func writePredicate(path string, statement []byte) error {
+	var st struct {
+		Predicate json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(statement, &st); err != nil || len(st.Predicate) == 0 {
+		return fmt.Errorf("provenance statement has no predicate: %v", err)
+	}
+	if err := os.WriteFile(path, append(st.Predicate, '\n'), 0o644); err != nil {
+		return fmt.Errorf("--provenance-out: %w", err)
+	}
+	return nil
 }
 
 func newImageVerifyCmd(g *globals) *cobra.Command {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,11 +63,24 @@ func TestSignedDeploys(t *testing.T) {
 	c.set("COSIGN_PASSWORD", "s3cret")
 	modelSHA := fileSHA256(t, projectpath.Join(t, "models/digits-reference.onnx"))
 
+	predicate := filepath.Join(dir, "provenance.json")
 	out, code := c.run("image", "sign", "--image", ref, "--signing-key", priv, "--git-sha", gitSHA, "--model-version", "1",
-		"--model-sha256", modelSHA, "--dockerfile", projectpath.Join(t, "serving/Dockerfile"))
+		"--model-sha256", modelSHA, "--dockerfile", projectpath.Join(t, "serving/Dockerfile"), "--provenance-out", predicate)
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "signed "+reg.Addr+"/digits@sha256:")
 	assert.Contains(t, out, signing.ProvenanceType)
+	// The predicate alone, as cosign attest --predicate takes it, for a keyless attestation.
+	raw, err := os.ReadFile(predicate)
+	require.NoError(t, err)
+	var slsa struct {
+		BuildDefinition struct {
+			BuildType          string         `json:"buildType"`
+			ExternalParameters map[string]any `json:"externalParameters"`
+		} `json:"buildDefinition"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &slsa), string(raw))
+	assert.Equal(t, signing.BuildType, slsa.BuildDefinition.BuildType)
+	assert.Equal(t, gitSHA, slsa.BuildDefinition.ExternalParameters["git_sha"])
 	signed := strings.TrimSpace(out[strings.Index(out, "signed ")+len("signed ") : strings.Index(out, ";")])
 
 	out, code = c.run("image", "verify", "--image", ref, "--public-key", pub, "--git-sha", gitSHA, "--model-sha256", modelSHA)
