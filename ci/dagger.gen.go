@@ -73,6 +73,7 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 		Registry            string
 		RegistryUsername    string
 		RegistryPassword    *dagger.Secret
+		RegistryService     *dagger.Service
 		SigningKey          *dagger.Secret
 		SigningPassword     *dagger.Secret
 		PublicKey           *dagger.File
@@ -123,6 +124,7 @@ func (r Modelship) MarshalJSON() ([]byte, error) {
 	concrete.Registry = r.Registry
 	concrete.RegistryUsername = r.RegistryUsername
 	concrete.RegistryPassword = r.RegistryPassword
+	concrete.RegistryService = r.RegistryService
 	concrete.SigningKey = r.SigningKey
 	concrete.SigningPassword = r.SigningPassword
 	concrete.PublicKey = r.PublicKey
@@ -177,6 +179,7 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 		Registry            string
 		RegistryUsername    string
 		RegistryPassword    *dagger.Secret
+		RegistryService     *dagger.Service
 		SigningKey          *dagger.Secret
 		SigningPassword     *dagger.Secret
 		PublicKey           *dagger.File
@@ -231,6 +234,7 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 	r.Registry = concrete.Registry
 	r.RegistryUsername = concrete.RegistryUsername
 	r.RegistryPassword = concrete.RegistryPassword
+	r.RegistryService = concrete.RegistryService
 	r.SigningKey = concrete.SigningKey
 	r.SigningPassword = concrete.SigningPassword
 	r.PublicKey = concrete.PublicKey
@@ -273,24 +277,27 @@ func (r *Modelship) UnmarshalJSON(bs []byte) error {
 
 func (r Stage) MarshalJSON() ([]byte, error) {
 	var concrete struct {
-		Output     string
-		Evidence   *dagger.File
-		Image      *dagger.Container
-		TrivyImage string
+		Output           string
+		Evidence         *dagger.File
+		Image            *dagger.Container
+		TrivyImage       string
+		SignedProvenance *dagger.File
 	}
 	concrete.Output = r.Output
 	concrete.Evidence = r.Evidence
 	concrete.Image = r.Image
 	concrete.TrivyImage = r.TrivyImage
+	concrete.SignedProvenance = r.SignedProvenance
 	return json.Marshal(&concrete)
 }
 
 func (r *Stage) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
-		Output     string
-		Evidence   *dagger.File
-		Image      *dagger.Container
-		TrivyImage string
+		Output           string
+		Evidence         *dagger.File
+		Image            *dagger.Container
+		TrivyImage       string
+		SignedProvenance *dagger.File
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -300,6 +307,7 @@ func (r *Stage) UnmarshalJSON(bs []byte) error {
 	r.Evidence = concrete.Evidence
 	r.Image = concrete.Image
 	r.TrivyImage = concrete.TrivyImage
+	r.SignedProvenance = concrete.SignedProvenance
 	return nil
 }
 
@@ -540,7 +548,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg requireSignature", err))
 				}
 			}
-			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion, strategy, steps, duration, shadowSample, minAgreement, maxDrift, maxErrorRate, maxP99, requireSignature)
+			var image string
+			if inputArgs["image"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["image"]), &image)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg image", err))
+				}
+			}
+			return (*Modelship).Deploy(&parent, ctx, gitSha, branch, modelVersion, strategy, steps, duration, shadowSample, minAgreement, maxDrift, maxErrorRate, maxP99, requireSignature, image)
 		case "EvaluateProduction":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -988,7 +1003,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
 				}
 			}
-			return (*Modelship).WithRegistry(&parent, address, username, password)
+			var service *dagger.Service
+			if inputArgs["service"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["service"]), &service)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg service", err))
+				}
+			}
+			return (*Modelship).WithRegistry(&parent, address, username, password, service)
 		case "WithSigning":
 			var parent Modelship
 			err = json.Unmarshal(parentJSON, &parent)
@@ -1162,6 +1184,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 		}
 	case "Stage":
 		switch fnName {
+		case "Provenance":
+			var parent Stage
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Stage).Provenance(&parent)
 		case "Sbom":
 			var parent Stage
 			err = json.Unmarshal(parentJSON, &parent)

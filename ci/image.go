@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -28,6 +29,18 @@ type Stage struct {
 	Image *dagger.Container
 	// +private
 	TrivyImage string
+	// +private
+	SignedProvenance *dagger.File
+}
+
+// Provenance is the SLSA v1 predicate build-image attested with with-signing --key, as
+// `cosign attest --type slsaprovenance1 --predicate` takes it: for a keyless (OIDC) attestation
+// of the same provenance in CI.
+func (s *Stage) Provenance() (*dagger.File, error) {
+	if s.SignedProvenance == nil {
+		return nil, errors.New("no provenance: build-image attests it only when signing (with-signing --key)")
+	}
+	return s.SignedProvenance, nil
 }
 
 // Sbom is the CycloneDX SBOM of the image build-image built (trivy image --input on the
@@ -247,8 +260,9 @@ func (m *Modelship) BuildImage(
 		return nil, fmt.Errorf("resolve %s: %w", v.runtimeImage, err)
 	}
 	signed := "no (give with-signing --key)"
+	var provenance *dagger.File
 	if m.SigningKey != nil {
-		if err := m.sign(ctx, digest, svc, img, res, gitSha, started, platforms,
+		if provenance, err = m.sign(ctx, digest, svc, img, res, gitSha, started, platforms,
 			[]string{"go=" + goBase, "runtime=" + runtimeBase}); err != nil {
 			return nil, err
 		}
@@ -264,35 +278,39 @@ func (m *Modelship) BuildImage(
 			"--output", "image=" + digest, "--output", "signed=" + signed, "--output", "duration=" + time.Since(started).Round(time.Millisecond).String(),
 			"--out", evidenceDir + "/evidence.json"}).
 		File(evidenceDir + "/evidence.json")
-	return &Stage{Output: digest, Evidence: evidence, Image: img, TrivyImage: m.TrivyImage}, nil
+	return &Stage{Output: digest, Evidence: evidence, Image: img, TrivyImage: m.TrivyImage, SignedProvenance: provenance}, nil
 }
 
 // sign runs `modelship image sign` on the pushed digest: a cosign signature, and SLSA provenance
-// and the SBOM as attestations, in the image's own repository. A registry on this machine's
-// localhost, or the embedded one, is reached through a service binding.
+// and the SBOM as attestations, in the image's own repository; it returns the provenance's
+// predicate. A registry on this machine's localhost, or the embedded one, is reached through a
+// service binding.
 func (m *Modelship) sign(ctx context.Context, digest string, embedded *dagger.Service, img *dagger.Container, res resolution,
-	gitSha string, started time.Time, platforms, bases []string) error {
+	gitSha string, started time.Time, platforms, bases []string) (*dagger.File, error) {
 	c, err := m.withImageRegistry(m.Cli(), embedded)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	const predicate = "/out/provenance.json"
 	args := []string{"modelship", "image", "sign", "--image", digest, "--signing-key", "/run/secrets/cosign.key",
 		"--git-sha", gitSha, "--model-name", m.ModelName, "--model-version", res.Manifest.Version, "--model-sha256", res.Manifest.SHA256,
-		"--dockerfile", "serving/Dockerfile", "--sbom", "/sbom.cdx.json", "--started-on", started.UTC().Format(time.RFC3339)}
+		"--dockerfile", "serving/Dockerfile", "--sbom", "/sbom.cdx.json", "--started-on", started.UTC().Format(time.RFC3339),
+		"--provenance-out", predicate}
 	for _, b := range bases {
 		args = append(args, "--base-image", b)
 	}
 	for _, p := range platforms {
 		args = append(args, "--platform", p)
 	}
-	_, err = c.WithMountedSecret("/run/secrets/cosign.key", m.SigningKey).
+	signed, err := c.WithMountedSecret("/run/secrets/cosign.key", m.SigningKey).
 		WithSecretVariable("COSIGN_PASSWORD", m.SigningPassword).
 		WithFile("/sbom.cdx.json", sbomOf(m.TrivyImage, img)).
+		WithDirectory("/out", dag.Directory()).
 		WithExec(args).Sync(ctx)
 	if err != nil {
-		return fmt.Errorf("sign %s: %w", digest, err)
+		return nil, fmt.Errorf("sign %s: %w", digest, err)
 	}
-	return nil
+	return signed.File(predicate), nil
 }
 
 // withImageRegistry lets c reach the image registry for signatures: the embedded one through a
@@ -305,10 +323,17 @@ func (m *Modelship) withImageRegistry(c *dagger.Container, embedded *dagger.Serv
 	if embedded != nil {
 		return c.WithServiceBinding(modelshipRegistryHost, embedded).WithEnvVariable("MODELSHIP_REGISTRY_VIA", modelshipRegistryHost+":5000"), nil
 	}
-	if name, _, _ := strings.Cut(m.Registry, ":"); name == "localhost" || name == "127.0.0.1" {
+	name, port, _ := strings.Cut(m.Registry, ":")
+	if m.RegistryService != nil {
+		if port == "" {
+			port = "443"
+		}
+		return c.WithServiceBinding(modelshipRegistryHost, m.RegistryService).WithEnvVariable("MODELSHIP_REGISTRY_VIA", modelshipRegistryHost+":"+port), nil
+	}
+	if name == "localhost" || name == "127.0.0.1" {
 		// The engine pushes there from its own network; the pipeline's containers, which sign
-		// and verify, cannot reach this machine's localhost.
-		return nil, fmt.Errorf("with-signing: the pipeline's containers cannot reach the registry %s on this machine's localhost to sign or verify there; give with-registry an address they reach (a host name or IP), or use the embedded registry", m.Registry)
+		// and verify, cannot reach this machine's localhost unless the caller tunnels it.
+		return nil, fmt.Errorf("with-signing: the pipeline's containers cannot reach the registry %s on this machine's localhost to sign or verify there; tunnel it with with-registry --service=tcp://%s, give an address they reach (a host name or IP), or use the embedded registry", m.Registry, m.Registry)
 	}
 	return c, nil
 }

@@ -56,6 +56,8 @@ type Modelship struct {
 	// +private
 	RegistryPassword *dagger.Secret
 	// +private
+	RegistryService *dagger.Service
+	// +private
 	SigningKey *dagger.Secret
 	// +private
 	SigningPassword *dagger.Secret

@@ -80,6 +80,11 @@ func (m *Modelship) WithRegistry(
 	//
 	// +optional
 	password *dagger.Secret,
+	// How the pipeline's containers reach a registry on this machine's localhost, to sign and
+	// verify there: --service=tcp://localhost:5000 (the engine pushes to localhost itself).
+	//
+	// +optional
+	service *dagger.Service,
 ) (*Modelship, error) {
 	if address == "" {
 		return nil, errors.New("with-registry needs --address (leave with-registry out for the embedded registry)")
@@ -88,7 +93,7 @@ func (m *Modelship) WithRegistry(
 		return nil, errors.New("with-registry --password needs --username")
 	}
 	c := *m
-	c.Registry, c.RegistryUsername, c.RegistryPassword = address, username, password
+	c.Registry, c.RegistryUsername, c.RegistryPassword, c.RegistryService = address, username, password, service
 	return &c, nil
 }
 

@@ -63,7 +63,7 @@ func (m *Modelship) Ship(
 		fmt.Fprintf(&log, "build-image: %s\ndeploy: skipped (branch %s; only %s deploys)\n", built.Output, branch, pipeline.DeployBranch)
 		return log.String(), nil
 	}
-	out, err := m.Deploy(ctx, gitSha, branch, modelVersion, deployStrategyDirect, "", "", "", "", "", "", "", requireSignature)
+	out, err := m.Deploy(ctx, gitSha, branch, modelVersion, deployStrategyDirect, "", "", "", "", "", "", "", requireSignature, "")
 	if err != nil {
 		fmt.Fprintf(&log, "deploy: FAILED\n%v\n", err)
 		if exitCode(err) == exitUnverified {

@@ -146,6 +146,12 @@ func (m *Modelship) Deploy(
 	//
 	// +optional
 	requireSignature string,
+	// The image build-image pushed for this commit, by digest (its output), e.g.
+	// ${{ needs.build-image.outputs.image }}: deployed as it is, not built again. A CI job on
+	// another machine rebuilds to another digest, which its signature does not cover.
+	//
+	// +optional
+	image string,
 ) (*Stage, error) {
 	if branch != pipeline.DeployBranch {
 		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
@@ -180,17 +186,19 @@ func (m *Modelship) Deploy(
 	default:
 		return nil, fmt.Errorf("--require-signature %q: want true or false", requireSignature)
 	}
+	if m.Registry == "" && image != "" {
+		return nil, errors.New("--image names a pushed image; with no with-registry the engine hands the target a tarball of its own build: give with-registry, or leave out --image")
+	}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
 		c = c.WithFile("/image.tar", img.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDocker}))
 		args = append(args, "--image", local, "--image-archive", "/image.tar")
 	} else {
-		built, err := m.BuildImage(ctx, gitSha, res.Manifest.Version)
-		if err != nil {
+		if image, err = m.builtImage(ctx, image, gitSha, res.Manifest.Version); err != nil {
 			return nil, err
 		}
-		args = append(args, "--image", built.Output)
+		args = append(args, "--image", image)
 		var verify []string
 		if c, verify, err = m.verifying(c, res.Manifest.SHA256); err != nil {
 			return nil, err
@@ -198,6 +206,27 @@ func (m *Modelship) Deploy(
 		args = append(args, verify...)
 	}
 	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
+}
+
+// builtImage is the image a deploy rolls out: the one given, which must be pinned to a digest
+// under this registry and tagged with the commit, else build-image's for the commit.
+func (m *Modelship) builtImage(ctx context.Context, given, gitSha, modelVersion string) (string, error) {
+	if given == "" {
+		built, err := m.BuildImage(ctx, gitSha, modelVersion)
+		if err != nil {
+			return "", err
+		}
+		return built.Output, nil
+	}
+	want, _, err := m.registryRef(gitSha)
+	if err != nil {
+		return "", err
+	}
+	tagged, digest, pinned := strings.Cut(given, "@")
+	if !pinned || !strings.HasPrefix(digest, "sha256:") || tagged != want {
+		return "", fmt.Errorf("--image %q: want build-image's output for this commit, %s@sha256:<digest>", given, want)
+	}
+	return given, nil
 }
 
 // rolloutArgs are the CLI flags of a deploy's strategy and the settings given (the CLI checks
