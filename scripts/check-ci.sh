@@ -26,6 +26,18 @@ gitlab-ci-local --list 2>/dev/null | awk '$1 == "promote-production"' | grep -qw
   { echo "check-ci: promote-production must wait for a person (when: manual)" >&2; exit 1; }
 awk '/^  [a-z-]+:$/{job=$1} job == "promote-production:" && /^    environment: production$/{found=1} END{exit !found}' .github/workflows/deploy.yml ||
   { echo "check-ci: the GitHub promotion must be bound to the production environment" >&2; exit 1; }
+# Signing: GitHub's build-image may ask for an OIDC token and signs keyless with it; the
+# deploys and the promotion of both files verify with the public key before rolling out.
+awk '/^  [a-z-]+:$/{job=$1} job == "build-image:" && /id-token: write/{found=1} END{exit !found}' .github/workflows/deploy.yml ||
+  { echo "check-ci: the GitHub build-image job needs id-token: write for keyless signing" >&2; exit 1; }
+grep -q 'cosign sign --yes' .github/workflows/deploy.yml ||
+  { echo "check-ci: the GitHub build-image job must sign keyless (cosign sign --yes)" >&2; exit 1; }
+for file in .github/workflows/deploy.yml .gitlab-ci.yml; do
+  for verb in "deploy --git-sha" "promote --from"; do
+    tr '\n' ' ' <"$file" | grep -Eq "VERIFYING( }})?[[:space:]]+$verb" ||
+      { echo "check-ci: $file: $verb must verify the image's signature (with-signing --public-key)" >&2; exit 1; }
+  done
+done
 schedule_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=schedule --ignore-predefined-vars CI_PIPELINE_SOURCE)
 [[ "$schedule_jobs" == "evaluate-production " ]] || { echo "check-ci: a scheduled pipeline must run only evaluate-production (got: $schedule_jobs)" >&2; exit 1; }
 mr_jobs=$(list_jobs --variable CI_PIPELINE_SOURCE=merge_request_event --ignore-predefined-vars CI_PIPELINE_SOURCE)
