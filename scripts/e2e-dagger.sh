@@ -91,6 +91,7 @@ check() {
 }
 
 has() { grep -q -- "$2" <<<"$1"; }
+not() { ! "$@"; }
 serving_version() { curl -sf "http://$1/v2/models/digits" | jq -r .versions[0]; }
 within() { [[ $(echo "$1 <= $2" | bc) == 1 ]]; }
 
@@ -185,26 +186,67 @@ call "deploy HEAD to production unsigned is refused" fail --docker-socket="$SOCK
 check "says what is missing" has "$OUT" "production requires a signed image"
 call "deploy HEAD" pass --docker-socket="$SOCKET" --publish=127.0.0.1:8000 deploy --git-sha="$HEAD" --branch=main --require-signature=false output
 
-# --- Signed releases: build-image signs, cosign verifies ------------------------------------------
-SIGN_DIR=$WORK/keys
-mkdir -p "$SIGN_DIR"
-if command -v cosign >/dev/null; then
-  (cd "$SIGN_DIR" && COSIGN_PASSWORD=e2e-pw cosign generate-key-pair >/dev/null 2>&1)
-  export E2E_COSIGN_KEY E2E_COSIGN_PASSWORD=e2e-pw
-  E2E_COSIGN_KEY=$(cat "$SIGN_DIR/cosign.key")
-  call "signing: build-image signs and attests (embedded registry)" pass \
-    with-signing --key=env://E2E_COSIGN_KEY --password=env://E2E_COSIGN_PASSWORD --public-key="$SIGN_DIR/cosign.pub" \
-    build-image --git-sha="$HEAD" evidence contents
-  check "evidence records the signature" has "$OUT" "SLSA v1 provenance"
-  call "signing: a key without its password is refused" fail with-signing --key=env://E2E_COSIGN_KEY build-image --git-sha="$HEAD" output
-  check "says what is missing" has "$OUT" "with-signing --key needs --password"
-else
-  record "signing: cosign CLI on PATH" MISS 0 "scripts/tools.sh builds cosign"
-fi
 deploy_time=$(grep -o 'in [0-9.]*m\?s;' <<<"$OUT" | head -1)
 check "deploy <= 2 s ($deploy_time)" within "$(sed -E 's/in ([0-9.]+)(m?)s;/\1 \2/' <<<"$deploy_time" | awk '{print ($2=="m") ? $1/1000 : $1}')" 2
 call "state" pass state
 check "state names the deployed commit" has "$OUT" "git ${HEAD:0:12}"
+
+# --- Signed releases: build-image signs, cosign verifies, deploy checks before rollout ----------
+if command -v cosign >/dev/null; then
+  SIGN_DIR=$WORK/keys
+  mkdir -p "$SIGN_DIR/other"
+  (cd "$SIGN_DIR" && COSIGN_PASSWORD=e2e-pw cosign generate-key-pair >/dev/null 2>&1)
+  (cd "$SIGN_DIR/other" && COSIGN_PASSWORD=other cosign generate-key-pair >/dev/null 2>&1)
+  export E2E_COSIGN_KEY E2E_COSIGN_PASSWORD=e2e-pw
+  E2E_COSIGN_KEY=$(cat "$SIGN_DIR/cosign.key")
+  signing=(with-signing --key=env://E2E_COSIGN_KEY --password=env://E2E_COSIGN_PASSWORD --public-key="$SIGN_DIR/cosign.pub")
+  call "signing: build-image signs and attests (embedded registry)" pass "${signing[@]}" build-image --git-sha="$HEAD" evidence contents
+  check "evidence records the signature" has "$OUT" "SLSA v1 provenance"
+  call "signing: a key without its password is refused" fail with-signing --key=env://E2E_COSIGN_KEY build-image --git-sha="$HEAD" output
+  check "says what is missing" has "$OUT" "with-signing --key needs --password"
+  call "signing: localhost registry without a tunnel is refused" fail \
+    with-registry --address=localhost:5999 "${signing[@]}" build-image --git-sha="$HEAD" output
+  check "says to tunnel it with --service" has "$OUT" "with-registry --service=tcp://localhost:5999"
+  # The external registry on the caller's localhost, tunnelled to the signing container.
+  ext=(with-registry --address="$EXT_REGISTRY" --service="tcp://${EXT_API#http://}")
+  call "signing: build-image signs on the external registry" pass "${ext[@]}" "${signing[@]}" build-image --git-sha="$HEAD" output
+  signed_ref=$(grep -o "$EXT_REGISTRY/modelship/digits:$HEAD@sha256:[0-9a-f]*" <<<"$OUT" | tail -1)
+  digest=${signed_ref#*@}
+  api_ref="${EXT_API#http://}/modelship/digits@$digest"
+  cosign_key=(--key "$SIGN_DIR/cosign.pub" --insecure-ignore-tlog --allow-insecure-registry)
+  check "cosign verify accepts build-image's signature" cosign verify "${cosign_key[@]}" "$api_ref"
+  check "cosign verify-attestation accepts its SLSA provenance" cosign verify-attestation "${cosign_key[@]}" --type slsaprovenance1 "$api_ref"
+  check "cosign verify-attestation accepts its CycloneDX SBOM" cosign verify-attestation "${cosign_key[@]}" --type cyclonedx "$api_ref"
+  check "cosign verify refuses another key" not cosign verify --key "$SIGN_DIR/other/cosign.pub" --insecure-ignore-tlog --allow-insecure-registry "$api_ref"
+  call "signing: provenance export (for a keyless attestation)" pass "${ext[@]}" "${signing[@]}" build-image --git-sha="$HEAD" provenance export --path="$WORK/provenance.json"
+  check "the provenance names HEAD" test "$(jq -r .buildDefinition.externalParameters.git_sha "$WORK/provenance.json")" = "$HEAD"
+  signed_env=(--environment="e2e-signed-$RUN" --docker-socket="$SOCKET" --publish=127.0.0.1:8090)
+  call "signed: deploy build-image's output, signature required" pass "${signed_env[@]}" "${ext[@]}" \
+    with-signing --public-key="$SIGN_DIR/cosign.pub" deploy --git-sha="$HEAD" --branch=main --require-signature=true --image="$signed_ref" output
+  check "signed: 1.0.0 serves on 8090" test "$(serving_version 127.0.0.1:8090)" = 1.0.0
+  call "signed: state records the verified signature" pass "${signed_env[@]}" state
+  check "signed: state names the signed digest" has "$OUT" "signature: verified .*$digest"
+  call "signed: another key is refused" fail "${signed_env[@]}" "${ext[@]}" \
+    with-signing --public-key="$SIGN_DIR/other/cosign.pub" deploy --git-sha="$HEAD" --branch=main --image="$signed_ref" output
+  check "says it was signed with another key" has "$OUT" "signed with another key"
+  # Tampered: the signed index with one annotation more, pushed by digest beside it.
+  index_type=application/vnd.oci.image.index.v1+json
+  curl -sf -H "Accept: $index_type" "$EXT_API/v2/modelship/digits/manifests/$digest" |
+    jq -c --arg r "$RUN" '.annotations["dev.modelship.e2e.tampered"] = $r' >"$WORK/tampered.json"
+  tampered="sha256:$(sha256sum "$WORK/tampered.json" | cut -d' ' -f1)"
+  curl -sf -X PUT -H "Content-Type: $index_type" --data-binary @"$WORK/tampered.json" "$EXT_API/v2/modelship/digits/manifests/$tampered" >/dev/null
+  call "signed: a tampered image is refused" fail "${signed_env[@]}" "${ext[@]}" \
+    with-signing --public-key="$SIGN_DIR/cosign.pub" deploy --git-sha="$HEAD" --branch=main --image="${signed_ref%@*}@$tampered" output
+  check "says it has no signature" has "$OUT" "has no signature"
+  check "signed: no container ever ran the tampered digest" test -z "$(DOCKER_HOST="unix://$SOCKET" docker ps -a \
+    --filter label=dev.modelship.environment="e2e-signed-$RUN" --format '{{.Image}}' | grep -F "$tampered")"
+  check "signed: the signed release still serves" test "$(serving_version 127.0.0.1:8090)" = 1.0.0
+  call "signed: --image from another commit is refused" fail "${signed_env[@]}" "${ext[@]}" \
+    deploy --git-sha="$WEAK_SHA" --branch=main --image="$signed_ref" output
+  check "says which image it wants" has "$OUT" "want build-image's output for this commit"
+else
+  record "signing: cosign CLI on PATH" MISS 0 "scripts/tools.sh builds cosign"
+fi
 call "cli: model ls" pass cli with-exec --args=modelship,model,ls,--name,digits stdout
 check "the embedded store holds 1.0.0" has "$OUT" "1.0.0"
 call "tools" pass tools entries
