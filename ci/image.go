@@ -240,6 +240,12 @@ func (m *Modelship) BuildImage(
 	if err != nil {
 		return nil, err
 	}
+	if m.SigningKey != nil {
+		// Before the build and the push, not after: a registry the signer cannot reach fails now.
+		if _, err := m.withImageRegistry(dag.Container(), svc); err != nil {
+			return nil, err
+		}
+	}
 	imgs, platforms := m.platformImages(img, v)
 	if m.RegistryPassword != nil {
 		for i := range imgs {

@@ -213,7 +213,7 @@ func VerifyImage(ctx context.Context, reg Registry, ref string, v signature.Veri
 		}
 	}
 	if out.Provenance == nil {
-		return nil, fmt.Errorf("%w: %s has signed attestations but no SLSA provenance (%s): build it with build-image and a signing key",
+		return nil, fmt.Errorf("%w: %s has signed attestations but no SLSA provenance (%s): build it with build-image and with-signing --key",
 			ErrUnsigned, digest, ProvenanceType)
 	}
 	p := out.Provenance
@@ -245,7 +245,7 @@ func (r Registry) refusal(ctx context.Context, digest name.Digest, what, suffix 
 	default:
 		return fmt.Errorf("verify the %s of %s: %w", what, digest, err)
 	}
-	return fmt.Errorf("%w: %s has no %s (looked for %s): sign it with build-image --signing-key, or deploy an image that was",
+	return fmt.Errorf("%w: %s has no %s (looked for %s): sign it (build-image with with-signing --key, or modelship image sign), or deploy an image that was",
 		ErrUnsigned, digest, what, tag)
 }
 
