@@ -156,6 +156,11 @@ func (m *Modelship) Deploy(
 	if branch != pipeline.DeployBranch {
 		return nil, fmt.Errorf("deploys run only for %s; this run is on %q", pipeline.DeployBranch, branch)
 	}
+	if image != "" {
+		if err := m.checkBuilt(image, gitSha); err != nil {
+			return nil, err
+		}
+	}
 	rollout := rolloutArgs(strategy, map[string]string{"--steps": steps, "--duration": duration, "--shadow-sample": shadowSample,
 		"--min-agreement": minAgreement, "--max-drift": maxDrift, "--max-error-rate": maxErrorRate, "--max-p99": maxP99})
 	c, err := m.deployer()
@@ -186,9 +191,6 @@ func (m *Modelship) Deploy(
 	default:
 		return nil, fmt.Errorf("--require-signature %q: want true or false", requireSignature)
 	}
-	if m.Registry == "" && image != "" {
-		return nil, errors.New("--image names a pushed image; with no with-registry the engine hands the target a tarball of its own build: give with-registry, or leave out --image")
-	}
 	if m.Registry == "" {
 		// No registry the engine can reach: hand it the image as a tarball.
 		local := "modelship.local/" + m.ImageRepository + ":" + gitSha
@@ -208,25 +210,34 @@ func (m *Modelship) Deploy(
 	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
 }
 
-// builtImage is the image a deploy rolls out: the one given, which must be pinned to a digest
-// under this registry and tagged with the commit, else build-image's for the commit.
+// builtImage is the image a deploy rolls out: the one given (checkBuilt), else build-image's
+// for the commit.
 func (m *Modelship) builtImage(ctx context.Context, given, gitSha, modelVersion string) (string, error) {
-	if given == "" {
-		built, err := m.BuildImage(ctx, gitSha, modelVersion)
-		if err != nil {
-			return "", err
-		}
-		return built.Output, nil
+	if given != "" {
+		return given, nil
 	}
-	want, _, err := m.registryRef(gitSha)
+	built, err := m.BuildImage(ctx, gitSha, modelVersion)
 	if err != nil {
 		return "", err
 	}
+	return built.Output, nil
+}
+
+// checkBuilt refuses an image given to deploy that is not build-image's output for the commit:
+// pinned to a digest, under this registry, tagged with the commit.
+func (m *Modelship) checkBuilt(given, gitSha string) error {
+	if m.Registry == "" {
+		return errors.New("--image names a pushed image; with no with-registry the engine hands the target a tarball of its own build: give with-registry, or leave out --image")
+	}
+	want, _, err := m.registryRef(gitSha)
+	if err != nil {
+		return err
+	}
 	tagged, digest, pinned := strings.Cut(given, "@")
 	if !pinned || !strings.HasPrefix(digest, "sha256:") || tagged != want {
-		return "", fmt.Errorf("--image %q: want build-image's output for this commit, %s@sha256:<digest>", given, want)
+		return fmt.Errorf("--image %q: want build-image's output for this commit, %s@sha256:<digest>", given, want)
 	}
-	return given, nil
+	return nil
 }
 
 // rolloutArgs are the CLI flags of a deploy's strategy and the settings given (the CLI checks

@@ -225,7 +225,7 @@ if command -v cosign >/dev/null; then
     with-signing --public-key="$SIGN_DIR/cosign.pub" deploy --git-sha="$HEAD" --branch=main --require-signature=true --image="$signed_ref" output
   check "signed: 1.0.0 serves on 8090" test "$(serving_version 127.0.0.1:8090)" = 1.0.0
   call "signed: state records the verified signature" pass "${signed_env[@]}" state
-  check "signed: state names the signed digest" has "$OUT" "signature: verified .*$digest"
+  check "signed: state names the signed digest" has "$OUT" "signature: verified .*@$digest"
   call "signed: another key is refused" fail "${signed_env[@]}" "${ext[@]}" \
     with-signing --public-key="$SIGN_DIR/other/cosign.pub" deploy --git-sha="$HEAD" --branch=main --image="$signed_ref" output
   check "says it was signed with another key" has "$OUT" "signed with another key"

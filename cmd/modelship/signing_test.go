@@ -110,7 +110,7 @@ func TestSignedDeploys(t *testing.T) {
 	assert.Contains(t, out, "deployed "+signed)
 	out, code = c.run("state", "show", "--env", env)
 	require.Equal(t, 0, code, out)
-	assert.Contains(t, out, "signature: verified")
+	assert.Contains(t, out, "signature: verified "+signed+" at ")
 	assert.Contains(t, out, "SBOM attested: false")
 	before := containersOf(t, docker, env)
 

@@ -60,8 +60,8 @@ func printState(w io.Writer, st *deploystate.State, where string) {
 			fmt.Fprintf(w, "  image id: %s\n", c.ImageID)
 		}
 		if c.Signature != nil {
-			fmt.Fprintf(w, "  signature: verified %s with key sha256:%.12s; provenance names git %s, model sha256:%.12s; SBOM attested: %v\n",
-				c.Signature.At.Format(time.RFC3339), c.Signature.KeySHA256, short(c.Signature.GitSHA), c.Signature.ModelSHA256, c.Signature.SBOM)
+			fmt.Fprintf(w, "  signature: verified %s at %s with key sha256:%.12s; provenance names git %s, model sha256:%.12s; SBOM attested: %v\n",
+				c.Signature.Digest, c.Signature.At.Format(time.RFC3339), c.Signature.KeySHA256, short(c.Signature.GitSHA), c.Signature.ModelSHA256, c.Signature.SBOM)
 		} else {
 			fmt.Fprintf(w, "  signature: none checked (deployed without --public-key)\n")
 		}
