@@ -38,22 +38,25 @@ type Registry struct {
 	Via string
 }
 
-func (r Registry) parse(ref string) (name.Reference, error) {
+// parse reads ref as its own registry names it (own) and as it is reached (at): the same
+// reference, or with Via in place of its registry.
+func (r Registry) parse(ref string) (own, at name.Reference, err error) {
 	var opts []name.Option
 	if r.Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	parsed, err := name.ParseReference(ref, opts...)
+	own, err = name.ParseReference(ref, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+		return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	if r.Via != "" {
-		moved := r.Via + "/" + parsed.Context().RepositoryStr() + strings.TrimPrefix(parsed.String(), parsed.Context().Name())
-		if parsed, err = name.ParseReference(moved, name.Insecure); err != nil {
-			return nil, fmt.Errorf("image reference %q through %s: %w", ref, r.Via, err)
-		}
+	if r.Via == "" {
+		return own, own, nil
 	}
-	return parsed, nil
+	moved := r.Via + "/" + own.Context().RepositoryStr() + strings.TrimPrefix(own.String(), own.Context().Name())
+	if at, err = name.ParseReference(moved, name.Insecure); err != nil {
+		return nil, nil, fmt.Errorf("image reference %q through %s: %w", ref, r.Via, err)
+	}
+	return own, at, nil
 }
 
 func (r Registry) remoteOptions(ctx context.Context) []remote.Option {
@@ -70,22 +73,15 @@ func (r Registry) options(ctx context.Context) []ociremote.Option {
 
 // digestOf resolves ref (a tag or a digest) to the digest it names now: at is where it is
 // reached (through Via), named is the same digest under ref's own registry, the name that
-// signatures, statements and messages carry.
+// signatures, statements and results carry.
 func (r Registry) digestOf(ctx context.Context, ref string) (at, named name.Digest, err error) {
-	parsed, err := r.parse(ref)
+	own, via, err := r.parse(ref)
 	if err != nil {
 		return name.Digest{}, name.Digest{}, err
 	}
-	at, err = ociremote.ResolveDigest(parsed, r.options(ctx)...)
+	at, err = ociremote.ResolveDigest(via, r.options(ctx)...)
 	if err != nil {
 		return name.Digest{}, name.Digest{}, fmt.Errorf("resolve %s in its registry: %w", ref, err)
-	}
-	if r.Via == "" {
-		return at, at, nil
-	}
-	own, err := Registry{Insecure: r.Insecure}.parse(ref)
-	if err != nil {
-		return name.Digest{}, name.Digest{}, err
 	}
 	return at, own.Context().Digest(at.DigestStr()), nil
 }
