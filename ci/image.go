@@ -242,7 +242,7 @@ func (m *Modelship) BuildImage(
 	}
 	if m.SigningKey != nil {
 		// Before the build and the push, not after: a registry the signer cannot reach fails now.
-		if _, err := m.withImageRegistry(dag.Container(), svc); err != nil {
+		if err := m.signerReaches(svc); err != nil {
 			return nil, err
 		}
 	}
@@ -319,29 +319,40 @@ func (m *Modelship) sign(ctx context.Context, digest string, embedded *dagger.Se
 	return signed.File(predicate), nil
 }
 
-// withImageRegistry lets c reach the image registry for signatures: the embedded one through a
-// binding named modelshipRegistryHost (MODELSHIP_REGISTRY_VIA), any other at its address, with
-// the registry's credentials when given.
+// withImageRegistry lets c reach the image registry for signatures: the embedded one, or one
+// tunnelled by with-registry --service, through a binding named modelshipRegistryHost
+// (MODELSHIP_REGISTRY_VIA); any other at its address; with the registry's credentials when given.
 func (m *Modelship) withImageRegistry(c *dagger.Container, embedded *dagger.Service) (*dagger.Container, error) {
+	if err := m.signerReaches(embedded); err != nil {
+		return nil, err
+	}
 	if m.RegistryPassword != nil {
 		c = c.WithEnvVariable("MODELSHIP_REGISTRY_USERNAME", m.RegistryUsername).WithSecretVariable("MODELSHIP_REGISTRY_PASSWORD", m.RegistryPassword)
 	}
 	if embedded != nil {
 		return c.WithServiceBinding(modelshipRegistryHost, embedded).WithEnvVariable("MODELSHIP_REGISTRY_VIA", modelshipRegistryHost+":5000"), nil
 	}
-	name, port, _ := strings.Cut(m.Registry, ":")
 	if m.RegistryService != nil {
+		_, port, _ := strings.Cut(m.Registry, ":")
 		if port == "" {
 			port = "443"
 		}
 		return c.WithServiceBinding(modelshipRegistryHost, m.RegistryService).WithEnvVariable("MODELSHIP_REGISTRY_VIA", modelshipRegistryHost+":"+port), nil
 	}
-	if name == "localhost" || name == "127.0.0.1" {
-		// The engine pushes there from its own network; the pipeline's containers, which sign
-		// and verify, cannot reach this machine's localhost unless the caller tunnels it.
-		return nil, fmt.Errorf("with-signing: the pipeline's containers cannot reach the registry %s on this machine's localhost to sign or verify there; tunnel it with with-registry --service=tcp://%s, give an address they reach (a host name or IP), or use the embedded registry", m.Registry, m.Registry)
-	}
 	return c, nil
+}
+
+// signerReaches refuses a registry the pipeline's containers, which sign and verify, cannot
+// reach: one on this machine's localhost with no tunnel. The engine pushes there from its own
+// network; the containers cannot.
+func (m *Modelship) signerReaches(embedded *dagger.Service) error {
+	if embedded != nil || m.RegistryService != nil {
+		return nil
+	}
+	if name, _, _ := strings.Cut(m.Registry, ":"); name == "localhost" || name == "127.0.0.1" {
+		return fmt.Errorf("with-signing: the pipeline's containers cannot reach the registry %s on this machine's localhost to sign or verify there; tunnel it with with-registry --service=tcp://%s, give an address they reach (a host name or IP), or use the embedded registry", m.Registry, m.Registry)
+	}
+	return nil
 }
 
 const modelshipRegistryHost = "modelship-registry"

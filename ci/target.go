@@ -197,8 +197,12 @@ func (m *Modelship) Deploy(
 		c = c.WithFile("/image.tar", img.AsTarball(dagger.ContainerAsTarballOpts{MediaTypes: dagger.ImageMediaTypesDocker}))
 		args = append(args, "--image", local, "--image-archive", "/image.tar")
 	} else {
-		if image, err = m.builtImage(ctx, image, gitSha, res.Manifest.Version); err != nil {
-			return nil, err
+		if image == "" {
+			built, err := m.BuildImage(ctx, gitSha, res.Manifest.Version)
+			if err != nil {
+				return nil, err
+			}
+			image = built.Output
 		}
 		args = append(args, "--image", image)
 		var verify []string
@@ -208,19 +212,6 @@ func (m *Modelship) Deploy(
 		args = append(args, verify...)
 	}
 	return runStage(ctx, "deploy "+gitSha+" to "+m.Environment, c.WithEnvVariable("MODELSHIP_COMMIT", gitSha), args)
-}
-
-// builtImage is the image a deploy rolls out: the one given (checkBuilt), else build-image's
-// for the commit.
-func (m *Modelship) builtImage(ctx context.Context, given, gitSha, modelVersion string) (string, error) {
-	if given != "" {
-		return given, nil
-	}
-	built, err := m.BuildImage(ctx, gitSha, modelVersion)
-	if err != nil {
-		return "", err
-	}
-	return built.Output, nil
 }
 
 // checkBuilt refuses an image given to deploy that is not build-image's output for the commit:
