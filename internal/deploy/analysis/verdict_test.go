@@ -45,6 +45,23 @@ func check(t *testing.T, v analysis.Verdict, name string) analysis.Check {
 	return analysis.Check{}
 }
 
+// assertVerdict holds a verdict to what a case wants: passed or not, inconclusive or not, exactly
+// these checks failed (in order), and each named check's detail saying what it should.
+func assertVerdict(t *testing.T, v analysis.Verdict, passed, undecided bool, failed []string, detailHas map[string]string) {
+	t.Helper()
+	t.Log(v)
+	assert.Equal(t, passed, v.Passed)
+	assert.Equal(t, undecided, v.Inconclusive)
+	var got []string
+	for _, f := range v.Failed() {
+		got = append(got, f.Name)
+	}
+	assert.Equal(t, failed, got)
+	for name, want := range detailHas {
+		assert.Contains(t, check(t, v, name).Detail, want)
+	}
+}
+
 func TestCanaryVerdicts(t *testing.T) {
 	th := analysis.DefaultThresholds()
 	noFloor := th
@@ -102,17 +119,7 @@ func TestCanaryVerdicts(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := analysis.Canary(c.stable, c.candidate, c.th)
-			t.Log(v)
-			assert.Equal(t, c.passed, v.Passed)
-			assert.Equal(t, c.undecided, v.Inconclusive)
-			var failed []string
-			for _, f := range v.Failed() {
-				failed = append(failed, f.Name)
-			}
-			assert.Equal(t, c.failed, failed)
-			for name, want := range c.detailHas {
-				assert.Contains(t, check(t, v, name).Detail, want)
-			}
+			assertVerdict(t, v, c.passed, c.undecided, c.failed, c.detailHas)
 			for name, want := range c.skippedHas {
 				ch := check(t, v, name)
 				assert.True(t, ch.Skipped && ch.Passed, "%s skipped and passed", name)
@@ -208,17 +215,7 @@ func TestShadowVerdicts(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := analysis.Shadow(c.live, c.candidate, th)
-			t.Log(v)
-			assert.Equal(t, c.passed, v.Passed)
-			assert.Equal(t, c.undecided, v.Inconclusive)
-			var failed []string
-			for _, f := range v.Failed() {
-				failed = append(failed, f.Name)
-			}
-			assert.Equal(t, c.failed, failed)
-			for name, want := range c.detailHas {
-				assert.Contains(t, check(t, v, name).Detail, want)
-			}
+			assertVerdict(t, v, c.passed, c.undecided, c.failed, c.detailHas)
 		})
 	}
 }
